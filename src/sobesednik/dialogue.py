@@ -1,0 +1,51 @@
+"""The dialogue contract shared by every stage: message roles, the role tokens and the one rendering.
+
+A dialogue is a list of OpenAI-style messages, `{"role": "user" | "assistant", "content": str}`; the last
+message of a training sample is the target reply. The model sees it as ruDialoGPT does:
+
+    @@ПЕРВЫЙ@@ привет @@ВТОРОЙ@@ привет! @@ПЕРВЫЙ@@ как дела? @@ВТОРОЙ@@
+
+`@@ПЕРВЫЙ@@` opens a turn of the other person, `@@ВТОРОЙ@@` a turn of the speaker whose reply is generated.
+The model ends its reply by writing the next `@@ПЕРВЫЙ@@`, so that token closes every trained reply.
+`render()` is the single source of truth: the dataset tokenizes its output, the exported chat template
+(`modeling/chat_template.py`) reproduces it in Jinja, and tests hold the two equal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Literal
+
+USER_TOKEN = "@@ПЕРВЫЙ@@"
+ASSISTANT_TOKEN = "@@ВТОРОЙ@@"
+ROLE_TOKENS: dict[str, str] = {"user": USER_TOKEN, "assistant": ASSISTANT_TOKEN}
+
+# The token that ends a reply: the next turn of the other person (ruDialoGPT's EOS, id 50257).
+CLOSING_TOKEN = USER_TOKEN
+
+Role = Literal["user", "assistant"]
+Message = Mapping[str, str]
+
+# OpenAI clients send system prompts; the dialogue format has no place for them, so they are left out.
+IGNORED_ROLES = frozenset({"system", "developer"})
+
+
+def render(messages: Sequence[Message], *, add_generation_prompt: bool) -> str:
+    """Render messages in the dialogue format; with `add_generation_prompt` end with `@@ВТОРОЙ@@`.
+
+    `messages` are trusted here: roles are checked at the edges (dataset loading, the API schema).
+    """
+    parts = [
+        f"{ROLE_TOKENS[message['role']]} {message['content']}"
+        for message in messages
+        if message["role"] not in IGNORED_ROLES
+    ]
+    if add_generation_prompt:
+        parts.append(ASSISTANT_TOKEN)
+    return " ".join(parts)
+
+
+def render_reply(reply: str) -> str:
+    """The text the model must produce after a prompt from `render(..., add_generation_prompt=True)`."""
+    return f" {reply} {CLOSING_TOKEN}"
+

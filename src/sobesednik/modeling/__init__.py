@@ -1,0 +1,1 @@
+"""Base models and tokenizers: loading, role tokens, the chat template, tiny offline stand-ins."""

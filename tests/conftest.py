@@ -1,0 +1,86 @@
+"""Fixtures every test package shares: a hermetic environment, the sample export, a tiny model built offline.
+
+Hermetic means: home, caches and the Hugging Face hub point into a temp dir, the hub is offline, `.env`
+files of the developer are not read, and sockets may connect only to loopback, so a test that would touch the
+network fails loudly instead of hanging or passing by luck.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SAMPLE_EXPORT = REPO_ROOT / "examples" / "chat_export" / "result.json"
+
+
+def _is_loopback(address: object) -> bool:
+    if not isinstance(address, tuple):  # AF_UNIX paths
+        return True
+    host = address[0]
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@pytest.fixture(autouse=True)
+def hermetic_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(home / ".cache"))
+    monkeypatch.setenv("HF_HOME", str(home / ".cache" / "huggingface"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+    monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    for name in [name for name in os.environ if name.startswith("SOBESEDNIK_")]:
+        monkeypatch.delenv(name)
+    # Settings classes read `.env` from the working directory; run every test from a clean one.
+    monkeypatch.chdir(home)
+
+    real_connect = socket.socket.connect
+
+    def guarded_connect(sock: socket.socket, address: object) -> object:
+        if not _is_loopback(address):
+            raise RuntimeError(f"tests must not use the network: connect to {address!r}")
+        return real_connect(sock, address)
+
+    monkeypatch.setattr(socket.socket, "connect", guarded_connect)
+    yield
+
+
+@pytest.fixture(scope="session")
+def sample_export() -> Path:
+    """The Russian group-chat export that ships with the project."""
+    return SAMPLE_EXPORT
+
+
+def _export_texts(export: Path) -> list[str]:
+    """Plain text of every message with text: enough to train a tokenizer, without the `prepare` stage."""
+    messages = json.loads(export.read_text(encoding="utf-8"))["messages"]
+    texts = []
+    for message in messages:
+        text = message.get("text", "")
+        if isinstance(text, list):
+            text = "".join(part if isinstance(part, str) else part.get("text", "") for part in text)
+        if text.strip():
+            texts.append(text)
+    return texts
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, sample_export: Path) -> Path:
+    """A randomly initialised tiny GPT-2 with a tokenizer trained on the sample export's text."""
+    from sobesednik.modeling.tiny import build_tiny_model
+
+    return build_tiny_model(_export_texts(sample_export), tmp_path_factory.mktemp("tiny-model"))
