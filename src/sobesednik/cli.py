@@ -71,3 +71,25 @@ def build_settings(settings_class: type[SettingsT], **flags: Any) -> SettingsT:
             for problem in error.errors(include_url=False)
         )
         raise ConfigError(f"invalid {settings_class.__name__}: {problems}") from None
+
+
+@app.command("bot")
+def bot_command(
+    service_url: str | None = typer.Option(None, help="Base URL of the OpenAI-compatible service."),
+    storage: str | None = typer.Option(None, help="History store: sqlite:///path or redis://host:port/db."),
+    telegram_api: str | None = typer.Option(None, help="Bot API server base URL (self-hosted or Telegram's)."),
+    group_reply_probability: float | None = typer.Option(None, help="Chance to answer unaddressed group messages."),
+    context_turns: int | None = typer.Option(None, help="Turns of history sent to the model."),
+    context_chars: int | None = typer.Option(None, help="Characters of history sent to the model."),
+    max_tokens: int | None = typer.Option(None, help="Reply length in tokens (default: the service's)."),
+    webhook_url: str | None = typer.Option(None, help="Public https URL for webhook mode (default: long polling)."),
+    webhook_host: str | None = typer.Option(None, help="Interface of the webhook listener."),
+    webhook_port: int | None = typer.Option(None, help="Port of the webhook listener."),
+    webhook_path: str | None = typer.Option(None, help="Path of the webhook listener."),
+) -> None:
+    """Run the Telegram bot; the token and other secrets come from SOBESEDNIK_BOT_* variables or .env."""
+    flags = dict(locals())
+    from sobesednik.bot.main import bot
+    from sobesednik.bot.settings import BotSettings
+
+    bot(build_settings(BotSettings, **flags))

@@ -1,0 +1,155 @@
+"""The bot stage: build Bot + Dispatcher with their dependencies, then run long polling or a webhook listener.
+
+    sobesednik bot                     # long polling; settings from SOBESEDNIK_BOT_* and .env
+    SOBESEDNIK_BOT_WEBHOOK_URL=https://bot.example.org/telegram SOBESEDNIK_BOT_WEBHOOK_SECRET=... sobesednik bot
+
+`run_bot(settings)` owns every resource (Bot API session, history store, service client) and closes them when
+`stop` is set: on SIGTERM or SIGINT under `bot(settings)`, or by a test. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from aiogram import Bot, Dispatcher
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.exceptions import TelegramNetworkError, TelegramUnauthorizedError
+from aiogram.types import BotCommand
+from aiogram.webhook.aiohttp_server import SimpleRequestHandler
+from aiohttp import web
+
+from sobesednik.bot import texts
+from sobesednik.bot.client import ServiceClient
+from sobesednik.bot.handlers import commands, errors, messages
+from sobesednik.bot.history import HistoryStore, open_store
+from sobesednik.bot.middlewares import AccessMiddleware, RetryAfterMiddleware, Throttle
+from sobesednik.bot.settings import BotSettings
+from sobesednik.errors import ConfigError, ServiceError
+
+logger = logging.getLogger(__name__)
+
+
+def build_bot(settings: BotSettings) -> Bot:
+    """aiogram's Bot on the configured Bot API server, with flood-control retries on every call."""
+    session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api))
+    session.middleware(RetryAfterMiddleware(settings.flood_retries))
+    return Bot(settings.token_value, session=session)
+
+
+def build_dispatcher(settings: BotSettings, store: HistoryStore, client: ServiceClient) -> Dispatcher:
+    """The Dispatcher with routers joined and dependencies that handlers receive by name."""
+    throttle = Throttle(
+        messages=settings.rate_limit_messages,
+        seconds=settings.rate_limit_seconds,
+        max_inflight=settings.max_inflight_per_chat,
+    )
+    dispatcher = Dispatcher(settings=settings, store=store, client=client, throttle=throttle)
+    dispatcher.update.outer_middleware(AccessMiddleware(settings.allowed_ids))
+    dispatcher.include_routers(commands.router, messages.router, errors.router)
+    return dispatcher
+
+
+async def _prepare(bot: Bot, dispatcher: Dispatcher, settings: BotSettings) -> None:
+    """Check the token, set the command menu, and point Telegram at polling or at our webhook."""
+    try:
+        me = await bot.get_me()
+    except TelegramUnauthorizedError:
+        raise ConfigError(
+            f"the Bot API server {settings.telegram_api} rejected SOBESEDNIK_BOT_TOKEN (401 Unauthorized): "
+            "the token was revoked or mistyped; get the current one from @BotFather"
+        ) from None
+    except TelegramNetworkError as error:
+        raise ServiceError(
+            f"cannot reach the Bot API server {settings.telegram_api} ({type(error).__name__}); check the network "
+            "or SOBESEDNIK_BOT_TELEGRAM_API"
+        ) from None
+    logger.info("bot @%s (id %d) starting", me.username, me.id)
+    await bot.set_my_commands([BotCommand(command=name, description=text) for name, text in texts.COMMANDS.items()])
+    if settings.webhook_url is None:
+        await bot.delete_webhook(drop_pending_updates=False)
+    else:
+        assert settings.webhook_secret is not None  # checked by BotSettings
+        await bot.set_webhook(
+            settings.webhook_url,
+            secret_token=settings.webhook_secret.get_secret_value(),
+            allowed_updates=dispatcher.resolve_used_update_types(),
+        )
+
+
+async def _serve_polling(bot: Bot, dispatcher: Dispatcher, stop: asyncio.Event) -> None:
+    polling = asyncio.create_task(
+        dispatcher.start_polling(
+            bot, handle_signals=False, close_bot_session=False, allowed_updates=dispatcher.resolve_used_update_types()
+        )
+    )
+    stopped = asyncio.create_task(stop.wait())
+    await asyncio.wait([polling, stopped], return_when=asyncio.FIRST_COMPLETED)
+    if not polling.done():
+        await dispatcher.stop_polling()
+    stopped.cancel()
+    await polling  # re-raises what ended polling early
+
+
+async def _serve_webhook(bot: Bot, dispatcher: Dispatcher, settings: BotSettings, stop: asyncio.Event) -> None:
+    assert settings.webhook_secret is not None  # checked by BotSettings
+    app = web.Application()
+    # Answers 401 to calls without the secret header; handles updates in the background after answering 200.
+    SimpleRequestHandler(dispatcher, bot, secret_token=settings.webhook_secret.get_secret_value()).register(
+        app, path=settings.webhook_path
+    )
+    runner = web.AppRunner(app)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, settings.webhook_host, settings.webhook_port).start()
+        logger.info("webhook listening on %s:%d%s", settings.webhook_host, settings.webhook_port, settings.webhook_path)
+        await dispatcher.emit_startup(bot=bot, **dispatcher.workflow_data)
+        await stop.wait()
+        await dispatcher.emit_shutdown(bot=bot, **dispatcher.workflow_data)
+    finally:
+        await runner.cleanup()
+
+
+async def run_bot(settings: BotSettings, stop: asyncio.Event) -> None:
+    """Run until `stop` is set; every resource opened here is closed here."""
+    store = open_store(settings.storage, max_messages=settings.history_max_messages)
+    api_key = settings.service_api_key.get_secret_value() if settings.service_api_key else None
+    client = ServiceClient(
+        settings.service_url, api_key=api_key, timeout=settings.service_timeout, deadline=settings.service_deadline
+    )
+    bot = build_bot(settings)
+    try:
+        dispatcher = build_dispatcher(settings, store, client)
+        await _prepare(bot, dispatcher, settings)
+        if settings.webhook_url is None:
+            await _serve_polling(bot, dispatcher, stop)
+        else:
+            await _serve_webhook(bot, dispatcher, settings, stop)
+    finally:
+        await bot.session.close()
+        await client.aclose()
+        await store.close()
+        logger.info("bot stopped")
+
+
+def _settings_for_logs(settings: BotSettings) -> dict[str, object]:
+    values = settings.model_dump(exclude={"token", "service_api_key", "webhook_secret"})
+    values["storage"] = settings.storage_for_logs()
+    return values
+
+
+def bot(settings: BotSettings) -> None:
+    """The `sobesednik bot` stage: run until SIGTERM or SIGINT, then stop cleanly."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logger.info("settings: %s", _settings_for_logs(settings))
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await run_bot(settings, stop)
+
+    asyncio.run(main())

@@ -1,0 +1,116 @@
+"""Cross-cutting bot behaviour: flood-control retries, the allowlist with update logging, and the throttle.
+
+- `RetryAfterMiddleware` wraps every Bot API call (a *session* middleware): on 429 it sleeps the server's
+  `retry_after` and tries again, at most `retries` times.
+- `AccessMiddleware` is an outer *update* middleware: logs each update (ids only, never text) and drops those
+  from users or chats outside the allowlist before any handler runs.
+- `Throttle` answers two questions before a generation starts: has this user sent too many requests in the
+  window, and is this chat already waiting for `max_inflight` replies?
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict, deque
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from aiogram import BaseMiddleware, Bot
+from aiogram.client.session.middlewares.base import BaseRequestMiddleware, NextRequestMiddlewareType
+from aiogram.exceptions import TelegramRetryAfter
+from aiogram.methods import Response, TelegramMethod
+from aiogram.methods.base import TelegramType
+from aiogram.types import TelegramObject, Update
+
+logger = logging.getLogger(__name__)
+
+
+class RetryAfterMiddleware(BaseRequestMiddleware):
+    """Honour Telegram's flood control: wait `retry_after` seconds and repeat the call."""
+
+    def __init__(self, retries: int) -> None:
+        self.retries = retries
+
+    async def __call__(
+        self, make_request: NextRequestMiddlewareType[TelegramType], bot: Bot, method: TelegramMethod[TelegramType]
+    ) -> Response[TelegramType]:
+        for attempt in range(self.retries + 1):
+            try:
+                return await make_request(bot, method)
+            except TelegramRetryAfter as error:
+                if attempt == self.retries:
+                    raise
+                logger.warning("flood control on %s: retrying in %s s", type(method).__name__, error.retry_after)
+                await asyncio.sleep(error.retry_after)
+        raise AssertionError("unreachable")  # the loop returns or raises
+
+
+def _ids(update: Update) -> tuple[int | None, int | None]:
+    """(user id, chat id) of the update's event, where it has them."""
+    event = update.event
+    user = getattr(event, "from_user", None)
+    chat = getattr(event, "chat", None)
+    return (user.id if user else None), (chat.id if chat else None)
+
+
+class AccessMiddleware(BaseMiddleware):
+    """Outer middleware on updates: log ids, and ignore everyone outside a non-empty allowlist."""
+
+    def __init__(self, allowed_ids: Iterable[int]) -> None:
+        self.allowed_ids = frozenset(allowed_ids)
+
+    async def __call__(
+        self,
+        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+        event: TelegramObject,
+        data: dict[str, Any],
+    ) -> Any:
+        assert isinstance(event, Update)  # registered on dp.update
+        user_id, chat_id = _ids(event)
+        if self.allowed_ids and user_id not in self.allowed_ids and chat_id not in self.allowed_ids:
+            logger.info("update %d from user %s in chat %s: not in the allowlist", event.update_id, user_id, chat_id)
+            return None
+        logger.debug("update %d (%s) from user %s in chat %s", event.update_id, event.event_type, user_id, chat_id)
+        return await handler(event, data)
+
+
+class ThrottledError(Exception):
+    """A generation was refused by the throttle; `seconds` until the user may ask again (0: the chat is busy)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"throttled for {seconds:.0f} s")
+        self.seconds = seconds
+
+
+class Throttle:
+    """Per-user sliding-window rate limit and per-chat limit of generations in flight (in this process)."""
+
+    def __init__(self, *, messages: int, seconds: float, max_inflight: int) -> None:
+        self.messages = messages
+        self.seconds = seconds
+        self.max_inflight = max_inflight
+        self._sent: defaultdict[int, deque[float]] = defaultdict(deque)
+        self._inflight: defaultdict[int, int] = defaultdict(int)
+
+    @contextmanager
+    def slot(self, user_id: int, chat_id: int) -> Iterator[None]:
+        """Hold a generation slot for the duration of the block; raise `ThrottledError` when there is none."""
+        now = time.monotonic()
+        sent = self._sent[user_id]
+        while sent and now - sent[0] >= self.seconds:
+            sent.popleft()
+        if len(sent) >= self.messages:
+            raise ThrottledError(self.seconds - (now - sent[0]))
+        if self._inflight[chat_id] >= self.max_inflight:
+            raise ThrottledError(0)
+        sent.append(now)
+        self._inflight[chat_id] += 1
+        try:
+            yield
+        finally:
+            self._inflight[chat_id] -= 1
+            if not self._inflight[chat_id]:
+                del self._inflight[chat_id]

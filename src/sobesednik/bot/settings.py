@@ -1,0 +1,123 @@
+"""BotSettings: everything `sobesednik bot` reads, from flags, `SOBESEDNIK_BOT_*` variables and `.env`.
+
+    SOBESEDNIK_BOT_TOKEN=123456:ABC... SOBESEDNIK_BOT_SERVICE_URL=http://127.0.0.1:8000 sobesednik bot
+
+Secrets (the bot token, the service API key, the webhook secret) are `SecretStr`: they never reach logs or
+error messages. Problems with them raise `ConfigError` directly, so the message cannot echo the value.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from sobesednik.errors import ConfigError
+
+# BotFather tokens: the bot's numeric id, a colon, 35 url-safe characters (checked loosely: at least 30).
+_TOKEN_FORMAT = re.compile(r"^\d{3,}:[A-Za-z0-9_-]{30,}$")
+# Telegram's rule for `secret_token` of setWebhook.
+_WEBHOOK_SECRET_FORMAT = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
+_STORAGE_SCHEMES = ("sqlite:///", "redis://", "rediss://", "unix://")
+
+
+class BotSettings(BaseSettings):
+    """Settings of the Telegram bot; validated at construction."""
+
+    model_config = SettingsConfigDict(env_prefix="SOBESEDNIK_BOT_", env_file=".env", extra="ignore")
+
+    # --- Telegram ---
+    token: SecretStr | None = None  # required: from @BotFather; None only so that its absence gets a clear message
+    telegram_api: str = "https://api.telegram.org"  # Bot API server; a self-hosted telegram-bot-api, or a test fake
+
+    # --- the generation service (OpenAI-compatible) ---
+    service_url: str = "http://127.0.0.1:8000"  # where `sobesednik serve` listens by default
+    service_api_key: SecretStr | None = None  # sent as `Authorization: Bearer`; None when the service has no key
+    service_timeout: float = Field(60.0, gt=0)  # seconds for one attempt; CPU generation can be slow
+    service_deadline: float = Field(90.0, gt=0)  # seconds for all retries of one reply before the apology
+    max_tokens: int | None = Field(None, gt=0)  # reply length in tokens; None: the service's default
+
+    # --- memory ---
+    storage: str = "sqlite:///bot-history.sqlite3"  # `sqlite:///path` (relative to cwd) or `redis://host:port/db`
+    history_max_messages: int = Field(200, ge=2)  # stored per chat; older messages are trimmed
+    context_turns: int = Field(10, ge=1)  # turns (after merging one role's runs) sent to the model, reply included
+    context_chars: int = Field(1500, ge=50)  # characters of context; ~ruDialoGPT's 1024-token window with room
+
+    # --- manners and limits ---
+    group_reply_probability: float = Field(0.0, ge=0.0, le=1.0)  # chance to answer unaddressed group messages
+    rate_limit_messages: int = Field(6, ge=1)  # replies per user per window; beyond it the user is asked to wait
+    rate_limit_seconds: float = Field(30.0, gt=0)  # the window of the rate limit, seconds
+    max_inflight_per_chat: int = Field(1, ge=1)  # generations running at once in one chat
+    allowed_ids: Annotated[list[int], NoDecode] = []  # user or chat ids, comma-separated; empty: everyone
+    flood_retries: int = Field(3, ge=0)  # times one Bot API call is retried after a 429 `retry_after`
+
+    # --- webhook mode (long polling when webhook_url is empty) ---
+    webhook_url: str | None = None  # public https URL that Telegram calls, e.g. https://bot.example.org/telegram
+    webhook_secret: SecretStr | None = None  # required with webhook_url; checked on every incoming call
+    webhook_host: str = "127.0.0.1"  # interface to listen on; 0.0.0.0 inside a container behind a proxy
+    webhook_port: int = Field(8081, ge=1, le=65535)  # port of the webhook listener
+    webhook_path: str = "/telegram/webhook"  # path of the listener (a reverse proxy maps webhook_url to it)
+
+    @field_validator("allowed_ids", mode="before")
+    @classmethod
+    def _split_ids(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("telegram_api", "service_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @field_validator("storage")
+    @classmethod
+    def _storage_url(cls, value: str) -> str:
+        if not value.startswith(_STORAGE_SCHEMES) or value in _STORAGE_SCHEMES[:1]:
+            raise ValueError("must be sqlite:///path/to/file.sqlite3 or redis://host:port/db")
+        return value
+
+    @field_validator("webhook_path")
+    @classmethod
+    def _absolute_path(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError("must start with /")
+        return value
+
+    @model_validator(mode="after")
+    def _check_secrets(self) -> BotSettings:
+        # ConfigError (not ValueError) passes through pydantic unchanged, so no message can include the value.
+        if self.token is None or not self.token.get_secret_value().strip():
+            raise ConfigError(
+                "SOBESEDNIK_BOT_TOKEN is not set: create a bot with @BotFather in Telegram and put its token "
+                "into SOBESEDNIK_BOT_TOKEN (environment or .env)"
+            )
+        if not _TOKEN_FORMAT.match(self.token.get_secret_value().strip()):
+            raise ConfigError(
+                "SOBESEDNIK_BOT_TOKEN does not look like a bot token (expected digits, a colon and ~35 letters, "
+                "digits, '_' or '-', as @BotFather gives it); copy it again without quotes or spaces"
+            )
+        if self.webhook_url is not None:
+            if not self.webhook_url.startswith("https://"):
+                raise ConfigError(f"SOBESEDNIK_BOT_WEBHOOK_URL={self.webhook_url!r}: Telegram calls only https URLs")
+            secret = self.webhook_secret.get_secret_value() if self.webhook_secret else ""
+            if not _WEBHOOK_SECRET_FORMAT.match(secret):
+                raise ConfigError(
+                    "SOBESEDNIK_BOT_WEBHOOK_SECRET must be set with a webhook: 1-256 characters of A-Z, a-z, 0-9, "
+                    "'_' or '-' (e.g. the output of `openssl rand -hex 32`)"
+                )
+        return self
+
+    @property
+    def token_value(self) -> str:
+        """The token for aiogram's `Bot`; never log it."""
+        assert self.token is not None  # guaranteed by _check_secrets
+        return self.token.get_secret_value().strip()
+
+    def storage_for_logs(self) -> str:
+        """The storage URL with any password replaced by `***`."""
+        return re.sub(r"//([^:/@]*):[^@]*@", r"//\1:***@", self.storage)
