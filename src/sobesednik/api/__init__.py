@@ -1,0 +1,1 @@
+"""The OpenAI-compatible HTTP service: app factory, routes, schemas, errors, metrics."""

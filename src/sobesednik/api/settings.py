@@ -1,0 +1,56 @@
+"""ApiSettings: everything `sobesednik serve` needs, from flags, `SOBESEDNIK_API_*` environment variables or `.env`.
+
+    SOBESEDNIK_API_MODEL=models/my-chat SOBESEDNIK_API_KEY=secret sobesednik serve
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ApiSettings(BaseSettings):
+    """Settings of the generation service; validated at construction."""
+
+    model_config = SettingsConfigDict(env_prefix="SOBESEDNIK_API_", env_file=".env", extra="ignore")
+
+    model: str = Field("models/sobesednik", description="MODEL_DIR from `export` or RUN_DIR from `train`")
+    # The id clients see in /v1/models and responses; empty means the model directory's name.
+    model_name: str = ""
+    host: str = "127.0.0.1"  # loopback by default: exposing the service is a deliberate choice (0.0.0.0)
+    port: int = Field(8000, ge=0, le=65535)  # 0 picks a free port
+    key: SecretStr | None = None  # SOBESEDNIK_API_KEY; when set, /v1/* needs `Authorization: Bearer <key>`
+
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"  # bfloat16 is ~2x faster on CPUs with AMX/AVX512
+    quantize: Literal["none", "int8"] = "none"  # dynamic int8 of the linear layers (CPU, MODEL_DIR only)
+    threads: int | None = Field(None, ge=1)  # torch intra-op threads; None keeps torch's default (all cores)
+
+    max_batch_size: int = Field(16, ge=1, le=256)  # rows decoded together; 16 fills 2 CPU cores' matrix units
+    max_wait_ms: float = Field(10, ge=0, le=1000)  # how long a request may wait for others to join its batch
+    max_queue: int = Field(64, ge=1)  # rows waiting beyond which requests get 429
+    request_timeout_s: float = Field(120, gt=0)  # a request still unanswered after this gets 504
+
+    max_messages: int = Field(200, ge=1)  # messages per request; older turns are dropped anyway to fit the context
+    max_chars: int = Field(20_000, ge=1)  # characters over all messages (or the prompt) of one request
+    max_n: int = Field(8, ge=1)  # choices per request
+    max_tokens_limit: int = Field(512, ge=1)  # upper bound a request may ask for as max_tokens
+
+    @field_validator("key")
+    @classmethod
+    def _key_not_blank(cls, key: SecretStr | None) -> SecretStr | None:
+        if key is not None and not key.get_secret_value().strip():
+            return None  # an empty SOBESEDNIK_API_KEY= line means "no key", not "the empty key"
+        return key
+
+    @model_validator(mode="after")
+    def _check(self) -> ApiSettings:
+        if self.quantize == "int8" and self.dtype != "float32":
+            raise ValueError("quantize=int8 works on float32 weights: drop --dtype or --quantize")
+        return self
+
+    @property
+    def served_name(self) -> str:
+        return self.model_name or Path(self.model).name or self.model

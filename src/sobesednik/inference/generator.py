@@ -1,0 +1,235 @@
+"""The Generator: OpenAI-style messages in, cleaned replies out, many requests decoded as one batch.
+
+It loads an exported MODEL_DIR or a RUN_DIR (base + LoRA adapter, unmerged), builds the prompt with the
+dialogue format (oldest turns dropped to fit the context window and the requested reply length), and decodes
+a batch of rows with its own loop over the KV cache: left padding, one sampling setting per row, and a row
+that has finished (the closing `@@ПЕРВЫЙ@@`, EOS, a stop string, its token limit, its client gone) leaves the
+batch at once so it stops costing compute. A reply that comes out empty is resampled a bounded number of
+times, then returned with `finish_reason="empty"`.
+
+    generator = Generator.load("models/my-chat", dtype="bfloat16")
+    [completion] = generator.generate([Request(generator.chat_prompt(messages, 40), generator.defaults)])
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sobesednik.dialogue import ASSISTANT_TOKEN, USER_TOKEN, Message, render
+from sobesednik.errors import SobesednikError
+from sobesednik.inference.optimize import optimize_model
+from sobesednik.inference.sampling import SamplingParams, apply_repetition_penalty, ban_repeated_ngrams, sample_next
+
+logger = logging.getLogger(__name__)
+
+ROLE_STRINGS = (USER_TOKEN, ASSISTANT_TOKEN)
+MAX_RESAMPLES = 2  # extra tries for an empty sampled reply; greedy decoding would only repeat itself
+
+
+class RequestError(SobesednikError):
+    """A request the model cannot serve as given (e.g. a reply longer than the context window)."""
+
+
+@dataclass
+class Request:
+    """One sequence to generate: the prompt's token ids and how to sample the reply."""
+
+    prompt: list[int]
+    params: SamplingParams
+    on_text: Callable[[str], None] | None = None  # receives each new piece of the cleaned reply (streaming)
+    cancelled: threading.Event = field(default_factory=threading.Event)  # set when the client went away
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    finish_reason: str  # "stop", "length", "empty" (still empty after resampling) or "cancelled"
+    prompt_tokens: int
+    completion_tokens: int
+
+
+@dataclass
+class _Row:
+    request: Request
+    rng: torch.Generator
+    tokens: list[int] = field(default_factory=list)
+    sent: str = ""  # cleaned text already passed to on_text
+    finish_reason: str = ""
+    attempts: int = 0
+
+
+def clean_reply(text: str, stop: Sequence[str] = ()) -> str:
+    """Cut the reply at the first role string or stop string; no leading or trailing whitespace."""
+    for marker in (*ROLE_STRINGS, *stop):
+        if marker:
+            text = text.split(marker, 1)[0]
+    return text.strip()
+
+
+class Generator:
+    """A loaded model and tokenizer that turn batches of prompts into replies; not thread-safe (one batch at a time)."""
+
+    def __init__(self, model: Any, tokenizer: Any, *, max_resamples: int = MAX_RESAMPLES) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.max_resamples = max_resamples
+        self.defaults = SamplingParams.from_generation_config(model.generation_config)
+        config = model.config
+        self.max_context = int(getattr(config, "n_positions", None) or config.max_position_embeddings)
+        self.device = next(model.parameters()).device
+        vocab = tokenizer.get_vocab()
+        eos = model.generation_config.eos_token_id
+        eos_ids = eos if isinstance(eos, list) else [eos]
+        self.stop_ids = {i for i in [*eos_ids, tokenizer.eos_token_id, *(vocab.get(t) for t in ROLE_STRINGS)]
+                         if i is not None}
+
+    @classmethod
+    def load(cls, path: str | Path, *, dtype: str = "float32", quantize: str = "none",
+             max_resamples: int = MAX_RESAMPLES) -> Generator:
+        """Load a MODEL_DIR or RUN_DIR and make it fast for `dtype` / `quantize` (see `optimize.py`)."""
+        from sobesednik.modeling.load import load_model
+
+        model, tokenizer = load_model(str(path))
+        model = optimize_model(model, dtype=dtype, quantize=quantize)
+        return cls(model, tokenizer, max_resamples=max_resamples)
+
+    # ---- prompts -------------------------------------------------------------------------------------------
+
+    def _budget(self, max_new_tokens: int) -> int:
+        budget = self.max_context - max_new_tokens
+        if budget < 8:  # room for at least a short turn and the generation prompt
+            raise RequestError(f"max_tokens={max_new_tokens} leaves no room for the prompt in this model's "
+                               f"{self.max_context}-token context: ask for at most {self.max_context - 8}")
+        return budget
+
+    def chat_prompt(self, messages: Sequence[Message], max_new_tokens: int) -> list[int]:
+        """Token ids of the dialogue-format prompt, the oldest turns dropped until it fits."""
+        budget = self._budget(max_new_tokens)
+        start = 0
+        while True:
+            ids = self.tokenizer.encode(render(messages[start:], add_generation_prompt=True), add_special_tokens=False)
+            if len(ids) <= budget or start == len(messages) - 1:
+                break
+            # Skip ahead by an estimate of how many turns are over budget, then re-check exactly.
+            over = len(ids) - budget
+            per_turn = max(1, len(ids) // (len(messages) - start))
+            start = min(len(messages) - 1, start + max(1, over // per_turn))
+        # One turn alone too long: keep its end, which holds the generation prompt.
+        return ids[-budget:]
+
+    def text_prompt(self, text: str, max_new_tokens: int) -> list[int]:
+        """Token ids of a raw prompt, its beginning cut off if it does not fit."""
+        ids = self.tokenizer.encode(text, add_special_tokens=False)
+        if not ids:
+            raise RequestError("the prompt is empty: send at least one character")
+        return ids[-self._budget(max_new_tokens):]
+
+    # ---- generation ----------------------------------------------------------------------------------------
+
+    def generate(self, requests: Sequence[Request]) -> list[Completion]:
+        """Generate every request in one batch; empty sampled replies are retried up to `max_resamples` times."""
+        rows = [_Row(request, _rng(request.params.seed)) for request in requests]
+        pending = rows
+        while pending:
+            self._decode(pending)
+            pending = [row for row in pending if row.finish_reason in ("stop", "length") and not self._text(row)
+                       and not row.request.params.greedy and row.attempts < self.max_resamples]
+            for row in pending:
+                row.attempts += 1
+                row.tokens, row.finish_reason = [], ""
+        return [self._completion(row) for row in rows]
+
+    def _completion(self, row: _Row) -> Completion:
+        text = self._text(row)
+        reason = "empty" if not text and row.finish_reason in ("stop", "length") else row.finish_reason
+        return Completion(text, reason, len(row.request.prompt), len(row.tokens))
+
+    def _text(self, row: _Row) -> str:
+        decoded = self.tokenizer.decode(row.tokens, skip_special_tokens=True)
+        return clean_reply(decoded, row.request.params.stop)
+
+    @torch.inference_mode()
+    def _decode(self, rows: list[_Row]) -> None:
+        """The batched decoding loop; sets `tokens` and `finish_reason` of every row."""
+        pad = self.tokenizer.pad_token_id
+        width = max(len(row.request.prompt) for row in rows)
+        input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, row in enumerate(rows):  # left padding: every row's last prompt token sits in the last column
+            input_ids[i, width - len(row.request.prompt):] = torch.tensor(row.request.prompt)
+            mask[i, width - len(row.request.prompt):] = 1
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        output = self.model(input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device),
+                            position_ids=positions.to(self.device), use_cache=True, logits_to_keep=1)
+        cache, logits = output.cache, output.logits[:, -1, :].float()
+        active = list(rows)
+        seen = [torch.tensor(row.request.prompt, device=self.device) for row in rows]
+        last_position = positions[:, -1].to(self.device)
+        mask = mask.to(self.device)
+        while active:
+            params = [row.request.params for row in active]
+            apply_repetition_penalty(logits, seen, [p.repetition_penalty for p in params])
+            ban_repeated_ngrams(logits, [row.request.prompt + row.tokens for row in active],
+                                [p.no_repeat_ngram_size for p in params])
+            chosen = sample_next(logits, params, [row.rng for row in active]).tolist()
+            keep = [i for i, (row, token) in enumerate(zip(active, chosen, strict=True)) if self._step(row, token)]
+            if not keep:
+                break
+            if len(keep) < len(active):  # finished rows leave the batch, and the cache with them
+                index = torch.tensor(keep, device=self.device)
+                cache.batch_select_indices(index)
+                mask, last_position = mask[index], last_position[index]
+                seen = [seen[i] for i in keep]
+                active = [active[i] for i in keep]
+                chosen = [chosen[i] for i in keep]
+            step = torch.tensor(chosen, device=self.device).unsqueeze(1)
+            seen = [torch.cat([s, step[i]]) for i, s in enumerate(seen)]
+            mask = torch.cat([mask, torch.ones_like(step)], dim=1)
+            last_position = last_position + 1
+            output = self.model(input_ids=step, attention_mask=mask, position_ids=last_position.unsqueeze(1),
+                                cache=cache, use_cache=True)
+            cache, logits = output.cache, output.logits[:, -1, :].float()
+
+    def _step(self, row: _Row, token: int) -> bool:
+        """Take one token for `row`; False when the row is finished."""
+        request = row.request
+        if request.cancelled.is_set():
+            row.finish_reason = "cancelled"
+            return False
+        if token in self.stop_ids:  # the closing token itself is not part of the reply
+            row.finish_reason = "stop"
+        else:
+            row.tokens.append(token)
+        decoded = self.tokenizer.decode(row.tokens, skip_special_tokens=True)
+        if not row.finish_reason and any(marker and marker in decoded
+                                         for marker in (*ROLE_STRINGS, *request.params.stop)):
+            row.finish_reason = "stop"
+        if not row.finish_reason and len(row.tokens) >= request.params.max_new_tokens:
+            row.finish_reason = "length"
+        if request.on_text is not None:
+            self._stream(row, decoded, final=bool(row.finish_reason))
+        return not row.finish_reason
+
+    def _stream(self, row: _Row, decoded: str, *, final: bool) -> None:
+        """Pass on the part of the cleaned reply that later tokens can no longer change."""
+        stop = row.request.params.stop
+        text = clean_reply(decoded, stop)
+        if not final:
+            # Hold back what could still become a stop string, an unfinished UTF-8 character or trailing space.
+            hold = max((len(marker) for marker in (*ROLE_STRINGS, *stop)), default=1) - 1
+            text = clean_reply(decoded[: max(0, len(decoded) - hold)].rstrip("\ufffd"), stop)
+        if text.startswith(row.sent) and len(text) > len(row.sent):
+            delta, row.sent = text[len(row.sent):], text
+            row.request.on_text(delta)  # type: ignore[misc]
+
+
+def _rng(seed: int | None) -> torch.Generator:
+    return torch.Generator().manual_seed(seed if seed is not None else random.getrandbits(63))

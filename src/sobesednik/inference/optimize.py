@@ -1,0 +1,73 @@
+"""Make a loaded model fast for inference on this machine: dtype, GPT-2 Conv1D → nn.Linear, dynamic int8.
+
+GPT-2 keeps its projections in `transformers`' `Conv1D` (an `addmm` over a transposed weight). oneDNN's fast
+bf16 kernels and torch's dynamic int8 quantization only take `nn.Linear`, so the plain-model paths convert
+every Conv1D to an equivalent `nn.Linear` first (same outputs up to float rounding). A RUN_DIR's `PeftModel`
+keeps its LoRA layers as they are: only a dtype cast applies there; export it for int8.
+
+    model = optimize_model(model, dtype="bfloat16", quantize="none")
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+from torch import nn
+
+from sobesednik.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+QUANTIZE = ("none", "int8")
+
+
+def conv1d_to_linear(model: nn.Module) -> int:
+    """Replace every GPT-2 `Conv1D` in `model` with an `nn.Linear` holding the same weights; return the count."""
+    from transformers.pytorch_utils import Conv1D
+
+    replaced = 0
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, Conv1D):
+                n_in, n_out = child.weight.shape  # Conv1D stores the weight as [in, out]
+                linear = nn.Linear(n_in, n_out, dtype=child.weight.dtype, device=child.weight.device)
+                linear.weight.data = child.weight.data.t().contiguous()
+                linear.bias.data = child.bias.data
+                setattr(parent, name, linear)
+                replaced += 1
+    return replaced
+
+
+def _is_peft(model: Any) -> bool:
+    from peft import PeftModel
+
+    return isinstance(model, PeftModel)
+
+
+def optimize_model(model: Any, *, dtype: str = "float32", quantize: str = "none") -> Any:
+    """The model in eval mode with `dtype` and optional dynamic int8 quantization of its linear layers."""
+    if dtype not in DTYPES:
+        raise ConfigError(f"dtype {dtype!r} is not supported: use one of {', '.join(DTYPES)}")
+    if quantize not in QUANTIZE:
+        raise ConfigError(f"quantize {quantize!r} is not supported: use one of {', '.join(QUANTIZE)}")
+    model.eval()
+    on_cpu = next(model.parameters()).device.type == "cpu"
+    if quantize == "int8":
+        if _is_peft(model):
+            raise ConfigError("--quantize int8 needs a plain model, and this is a RUN_DIR (base + LoRA adapter): "
+                              "run `sobesednik export RUN_DIR --out MODEL_DIR` and serve MODEL_DIR")
+        if not on_cpu or dtype != "float32":
+            raise ConfigError("--quantize int8 is dynamic int8 for the CPU: use it with --dtype float32 on a CPU")
+        conv1d_to_linear(model)
+        # lm_head shares its weight with the embedding; the quantized copy only serves the output projection.
+        model = torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8)
+        logger.info("quantized the linear layers to dynamic int8")
+        return model
+    if not _is_peft(model):
+        conv1d_to_linear(model)
+    if dtype != "float32":
+        model = model.to(DTYPES[dtype])
+    return model
