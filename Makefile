@@ -8,7 +8,11 @@ TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX ?=
 PYTEST_ARGS ?=
 
-.PHONY: venv test lint demo clean
+COMPOSE ?= docker compose
+# The compose file mounts this folder's models/ as the `models` volume: an absolute path.
+export SOBESEDNIK_MODELS_DIR ?= $(CURDIR)/models
+
+.PHONY: venv test lint demo demo-bot bench build run stop logs clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +33,26 @@ test: lint
 
 demo: venv
 	$(BIN)/sobesednik demo
+
+demo-bot: venv
+	$(BIN)/sobesednik demo --bot
+
+bench: venv
+	$(BIN)/python bench/prepare.py
+	$(BIN)/python bench/train.py
+	$(BIN)/python bench/serve.py
+
+build:
+	$(COMPOSE) build
+
+run:
+	$(COMPOSE) up -d
+
+stop:
+	$(COMPOSE) down
+
+logs:
+	$(COMPOSE) logs -f
 
 clean:
 	rm -rf $(VENV) demo .pytest_cache .ruff_cache .hypothesis

@@ -27,7 +27,7 @@ TABLE_END = "<!-- config-table:end -->"
 
 # Variables that docker-compose.yml reads for itself, beside the settings of the two containers.
 COMPOSE_VARIABLES = (
-    ("SOBESEDNIK_MODELS_DIR", "/absolute/path/to/sobesednik/models", "absolute path of the host folder with models"),
+    ("SOBESEDNIK_MODELS_DIR", "/absolute/path/to/models", "host folder with exported models; `make run` sets ./models"),
     ("SOBESEDNIK_MODEL_NAME", "sobesednik", "folder inside it that the api (or vLLM) serves"),
     ("SOBESEDNIK_API_PUBLISH", "127.0.0.1:8000", "host address:port of the api; 0.0.0.0:8000 exposes it"),
     ("TORCH_INDEX", "https://download.pytorch.org/whl/cpu", "torch wheels for the api image; cu128 for GPUs"),
@@ -126,7 +126,7 @@ def render_env_example(api: type[BaseSettings], bot: type[BaseSettings]) -> str:
         "# --- docker compose ---",
     ]
     for name, example, comment in COMPOSE_VARIABLES:
-        out += [f"# {comment}", f"{name}={example}" if name == "SOBESEDNIK_MODELS_DIR" else f"# {name}={example}"]
+        out += [f"# {comment}", f"# {name}={example}"]
     for title, settings_class in (("generation service (api)", api), ("Telegram bot", bot)):
         out += ["", f"# --- {title}: {settings_class.__name__} ---"]
         for s in describe(settings_class):
