@@ -84,3 +84,18 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, sample_export: Path
     from sobesednik.modeling.tiny import build_tiny_model
 
     return build_tiny_model(_export_texts(sample_export), tmp_path_factory.mktemp("tiny-model"))
+
+
+@pytest.fixture(scope="session")
+def prepared_data_dir(tmp_path_factory: pytest.TempPathFactory, sample_export: Path) -> Path:
+    """`sobesednik prepare` with default options on the sample export: train/valid/test.jsonl, stats, manifest."""
+    from sobesednik.data.prepare import prepare
+    from sobesednik.data.settings import PrepareSettings
+
+    # Session fixtures start before `hermetic_env`: keep a developer's SOBESEDNIK_* and .env out by hand.
+    with pytest.MonkeyPatch.context() as patch:
+        for name in [name for name in os.environ if name.startswith("SOBESEDNIK_")]:
+            patch.delenv(name)
+        settings = PrepareSettings(exports=[sample_export], out=tmp_path_factory.mktemp("prepared"),
+                                   progress=False, _env_file=None)
+    return prepare(settings).out

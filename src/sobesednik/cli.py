@@ -11,7 +11,8 @@ becomes a single line on stderr and an exit code; heavy libraries are imported i
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
 
 import typer
 from pydantic import ValidationError
@@ -72,6 +73,39 @@ def build_settings(settings_class: type[SettingsT], **flags: Any) -> SettingsT:
         )
         raise ConfigError(f"invalid {settings_class.__name__}: {problems}") from None
 
+
+@app.command("prepare")
+def prepare_command(
+    exports: Annotated[list[Path], typer.Argument(metavar="EXPORT", help="Telegram Desktop result.json file(s).")],
+    out: Annotated[Path | None, typer.Option(help="Dataset dir to write (created when missing).")] = None,
+    chat: Annotated[list[str] | None, typer.Option(help="Chat (name or id) of a full-account export; repeat.")] = None,
+    speaker: Annotated[list[str] | None, typer.Option(help="Only this author's replies (id or name); repeat.")] = None,
+    gap_minutes: float | None = typer.Option(None, help="Minutes of silence that start a new conversation."),
+    merge_seconds: float | None = typer.Option(None, help="One author's messages this close form one turn."),
+    context_turns: int | None = typer.Option(None, help="Turns of context before each reply."),
+    min_chars: int | None = typer.Option(None, help="Shortest reply kept, in characters."),
+    max_chars: int | None = typer.Option(None, help="Longest turn kept, in characters."),
+    keep_forwarded: bool | None = typer.Option(None, "--keep-forwarded/--skip-forwarded", help="Keep forwards."),
+    keep_via_bot: bool | None = typer.Option(None, "--keep-via-bot/--skip-via-bot", help="Keep via-bot messages."),
+    mask_pii: bool | None = typer.Option(None, "--mask-pii/--no-mask-pii", help="Mask phones, e-mails, @names."),
+    valid: float | None = typer.Option(None, help="Share of samples for validation."),
+    test: float | None = typer.Option(None, help="Share of samples for the test split."),
+    split_by: str | None = typer.Option(None, help="random or time (newest conversations become test)."),
+    seed: int | None = typer.Option(None, help="Seed of the random split."),
+    show_names: bool | None = typer.Option(None, "--show-names/--hide-names", help="Author names in stats."),
+    progress: bool | None = typer.Option(None, "--progress/--no-progress", help="Progress bar for big inputs."),
+) -> None:
+    """Turn Telegram exports into train/valid/test.jsonl dialogues with stats (docs/data.md)."""
+    flags = dict(locals())
+    flags["chat"], flags["speaker"] = chat or None, speaker or None
+    from sobesednik.data.prepare import prepare
+    from sobesednik.data.settings import PrepareSettings
+
+    result = prepare(build_settings(PrepareSettings, **flags))
+    splits = result.stats["splits"]
+    typer.echo(f"{result.stats['samples']} samples (train {splits['train']}, valid {splits['valid']}, "
+               f"test {splits['test']}) from {result.stats['messages_read']} messages written to {result.out}; "
+               f"see {result.out / 'stats.md'}")
 
 @app.command("bot")
 def bot_command(

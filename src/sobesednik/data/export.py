@@ -1,0 +1,287 @@
+"""Read a Telegram Desktop JSON export as a stream of `(ChatInfo, raw message dict)` pairs, and normalise messages.
+
+    for chat, raw in ExportStream(Path("result.json")):
+        message = normalise_message(raw, counters, mask_pii=False, ...)
+
+Two layouts exist: a single-chat export (`{"name", "type", "id", "messages": [...]}`) and a full-account
+export (`{"chats": {"list": [{"name", "id", "messages": [...]}, ...]}, ...}`). Both are parsed as a stream
+with ijson's C backend (yajl2_c), so memory does not grow with the file: a single chat goes through
+`ijson.items` entirely in C, a full account through parse events, because its messages must be told apart by
+chat. Telegram Desktop writes control characters as `\\xNN`, which JSON forbids; `_ExportReader` rewrites them
+to `\\u00NN` at the byte level before the parser sees them, and drops a UTF-8 byte-order mark.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections import Counter
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import ijson
+from ijson.common import ObjectBuilder
+
+from sobesednik.data.privacy import ENTITY_PLACEHOLDERS, mask_text
+from sobesednik.errors import ExportFormatError
+
+_CHUNK = 1 << 20  # bytes per read: big enough that per-chunk Python work is negligible
+_BOM = b"\xef\xbb\xbf"
+# An even run of backslashes is literal; an odd one followed by x and two hex digits is Telegram's `\xNN`.
+_X_ESCAPE = re.compile(rb"(\\\\)|\\x([0-9a-fA-F]{2})")
+_HELP = "export the chat again in Telegram Desktop: ⋯ → Export chat history → Format: Machine-readable JSON"
+_MEDIA_KEYS = ("media_type", "photo", "file", "sticker_emoji", "poll", "location_information", "contact_information")
+
+
+class ChatInfo(NamedTuple):
+    """The chat a message belongs to."""
+
+    id: int | str
+    name: str
+    type: str
+
+
+class Message(NamedTuple):
+    """A normalised message that passed the skip rules: what the dialogue builder needs, no more."""
+
+    id: int
+    author: str  # "user123", "channel5", "deleted" (from: null), "name:<from>" when there is no from_id
+    name: str  # display name at the time of the message ("" when unknown)
+    date: int  # unix seconds
+    text: str
+    reply_to: int  # 0 when the message is not a reply
+
+
+def _fix_escapes(match: re.Match[bytes]) -> bytes:
+    return match.group(1) or b"\\u00" + match.group(2)
+
+
+class _ExportReader:
+    """A binary file wrapper for ijson: drops a BOM, rewrites `\\xNN`, hashes the raw bytes, reports progress."""
+
+    def __init__(self, path: Path, on_bytes: Callable[[int], None] | None = None) -> None:
+        self._file = path.open("rb")
+        self._eof = False
+        self._on_bytes = on_bytes
+        head = self._file.read(len(_BOM))
+        self.sha256 = hashlib.sha256(head)
+        self.bytes_read = len(head)
+        # The tail of the last chunk that may hold half of an escape sequence; a BOM is dropped here.
+        self._pending = b"" if head == _BOM else head
+
+    def read(self, size: int = -1) -> bytes:
+        if size == 0:
+            return b""
+        while True:
+            chunk = self._file.read(max(size, _CHUNK))
+            if chunk:
+                self.sha256.update(chunk)
+                self.bytes_read += len(chunk)
+                if self._on_bytes is not None:
+                    self._on_bytes(len(chunk))
+            else:
+                self._eof = True
+            data = self._pending + chunk
+            self._pending = b""
+            if not self._eof:
+                # Hold back a trailing backslash run and what follows it, so `\x0` + `b` is never split.
+                cut = data.rfind(b"\\", max(0, len(data) - 4))
+                if cut >= 0:
+                    while cut > 0 and data[cut - 1] == 0x5C:
+                        cut -= 1
+                    data, self._pending = data[:cut], data[cut:]
+            if b"\\x" in data:
+                data = _X_ESCAPE.sub(_fix_escapes, data)
+            if data or self._eof:
+                return data
+
+    def drain(self) -> None:
+        """Read to the end so that `sha256` covers the whole file."""
+        while self.read(_CHUNK):
+            pass
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def check_export_path(path: Path) -> None:
+    """Refuse what cannot be an export before parsing: missing paths, directories, empty files."""
+    if not path.exists():
+        raise ExportFormatError(f"{path}: no such file; give the path to the export's result.json")
+    if path.is_dir():
+        hint = " (it holds a result.json: pass that file)" if (path / "result.json").is_file() else ""
+        raise ExportFormatError(f"{path} is a directory{hint}; give the path to the export's result.json")
+    if path.stat().st_size == 0:
+        raise ExportFormatError(f"{path} is empty; {_HELP}")
+
+
+def _parse_error(path: Path, error: Exception, reader: _ExportReader) -> ExportFormatError:
+    text = str(error.args[0] if error.args else error)
+    if isinstance(text, bytes | bytearray):
+        text = text.decode("utf-8", "replace")
+    first_line = text.strip().splitlines()[0] if text.strip() else type(error).__name__
+    if "premature EOF" in text or "Incomplete" in text:
+        return ExportFormatError(f"{path} is truncated (the JSON ends early, near byte {reader.bytes_read}); "
+                                 f"the export or the copy was interrupted: {_HELP}")
+    if reader.bytes_read <= _CHUNK and ("invalid char" in text or "<" in text[:200]):
+        return ExportFormatError(f"{path} is not JSON (an HTML export?): {first_line}; {_HELP}")
+    return ExportFormatError(f"{path} is not valid JSON near byte {reader.bytes_read}: {first_line}; {_HELP}")
+
+
+def _detect_layout(path: Path) -> tuple[str, ChatInfo]:
+    """("chat" | "account", the single chat's info) from the keys before the first `messages` or `chats`."""
+    reader = _ExportReader(path)
+    meta: dict[str, Any] = {}
+    try:
+        for prefix, event, value in ijson.parse(reader, use_float=True):
+            if prefix == "" and event in ("start_array", "string", "number", "boolean", "null"):
+                break  # the top level is not an object
+            if prefix == "" and event == "map_key" and value in ("messages", "chats"):
+                layout = "chat" if value == "messages" else "account"
+                name = str(meta.get("name") or path.stem)
+                return layout, ChatInfo(meta.get("id", 0), name, str(meta.get("type", "")))
+            if prefix in ("name", "id", "type") and event in ("string", "number"):
+                meta[prefix] = value
+    except ijson.JSONError as error:
+        raise _parse_error(path, error, reader) from None
+    finally:
+        reader.close()
+    raise ExportFormatError(f"{path} is JSON but holds no messages (neither a 'messages' list nor 'chats'); "
+                            f"is it a Telegram Desktop export? {_HELP}")
+
+
+def _account_messages(reader: _ExportReader) -> Iterator[tuple[ChatInfo, dict[str, Any]]]:
+    """Messages of `chats.list[*]`, built from parse events (only this path needs to know chat boundaries)."""
+    item_prefix = "chats.list.item.messages.item"
+    meta: dict[str, Any] = {}
+    chat = ChatInfo(0, "", "")
+    builder: ObjectBuilder | None = None
+    for prefix, event, value in ijson.parse(reader, use_float=True, buf_size=_CHUNK):
+        if builder is not None:
+            builder.event(event, value)
+            if prefix == item_prefix and event == "end_map":
+                yield chat, builder.value
+                builder = None
+        elif prefix == item_prefix and event == "start_map":
+            builder = ObjectBuilder()
+            builder.event(event, value)
+        elif prefix == "chats.list.item" and event == "start_map":
+            meta = {}
+        elif prefix in ("chats.list.item.name", "chats.list.item.id", "chats.list.item.type"):
+            meta[prefix.rsplit(".", 1)[1]] = value
+        elif prefix == "chats.list.item.messages" and event == "start_array":
+            chat = ChatInfo(meta.get("id", 0), str(meta.get("name") or "chat"), str(meta.get("type", "")))
+
+
+class ExportStream:
+    """Every raw message of an export with its chat, as `(ChatInfo, dict)`; `sha256` is set once it is read."""
+
+    def __init__(self, path: Path, on_bytes: Callable[[int], None] | None = None) -> None:
+        check_export_path(path)
+        self.path = path
+        self.layout, self._chat = _detect_layout(path)
+        self.on_bytes = on_bytes  # progress callback, called with each chunk's size
+        self.sha256 = ""
+
+    def __iter__(self) -> Iterator[tuple[ChatInfo, dict[str, Any]]]:
+        reader = _ExportReader(self.path, self.on_bytes)
+        try:
+            if self.layout == "chat":
+                for raw in ijson.items(reader, "messages.item", use_float=True, buf_size=_CHUNK):
+                    yield self._chat, raw
+            else:
+                yield from _account_messages(reader)
+            reader.drain()
+        except ijson.JSONError as error:
+            raise _parse_error(self.path, error, reader) from None
+        finally:
+            reader.close()
+        self.sha256 = reader.sha256.hexdigest()
+
+
+def normalise_whitespace(text: str) -> str:
+    """Runs of spaces become one space, blank lines go, each line is stripped."""
+    if "\n" in text or "\r" in text:
+        lines = (" ".join(line.split()) for line in text.splitlines())
+        return "\n".join(line for line in lines if line)
+    return " ".join(text.split())
+
+
+def visible_text(text: Any, counters: Counter[str], *, mask_pii: bool) -> str:
+    """The text a reader sees: a string, or a list of strings and entities `{"type", "text"}` joined."""
+    if type(text) is str:
+        joined = text
+    elif type(text) is list:
+        parts = []
+        for part in text:
+            if type(part) is str:
+                parts.append(part)
+            elif type(part) is dict and type(part.get("text")) is str:
+                placeholder = ENTITY_PLACEHOLDERS.get(part.get("type", "")) if mask_pii else None
+                parts.append(placeholder or part["text"])
+        joined = "".join(parts)
+    else:
+        counters["text_not_string_or_list"] += 1
+        joined = ""
+    joined = normalise_whitespace(joined)
+    return mask_text(joined) if mask_pii and joined else joined
+
+
+def _author(raw: dict[str, Any], counters: Counter[str]) -> str:
+    if "from" in raw and raw["from"] is None:
+        return "deleted"  # deleted accounts: one unknown author
+    from_id = raw.get("from_id")
+    if type(from_id) is str:
+        return from_id
+    if type(from_id) is int:
+        counters["integer_from_id"] += 1  # older exports
+        return f"user{from_id}"
+    name = raw.get("from")
+    return f"name:{name}" if isinstance(name, str) else "unknown"
+
+
+def _date(raw: dict[str, Any], counters: Counter[str]) -> int | None:
+    unixtime = raw.get("date_unixtime")
+    try:
+        return int(unixtime)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        pass
+    try:
+        return int(datetime.fromisoformat(raw["date"]).timestamp())
+    except (KeyError, TypeError, ValueError):
+        counters["message_without_date"] += 1
+        return None
+
+
+def normalise_message(
+    raw: Any, counters: Counter[str], *, mask_pii: bool, keep_forwarded: bool, keep_via_bot: bool, last_date: int
+) -> Message | str:
+    """A `Message`, or the name of the reason it is skipped ("service", "media_only", "forwarded", ...)."""
+    if type(raw) is not dict:
+        return "not_a_message_object"
+    if raw.get("type") != "message":
+        return "service"
+    message_id = raw.get("id")
+    if type(message_id) is not int:
+        return "message_without_id"
+    # `forwarded_from` may be null (hidden sender) and still means forwarded.
+    if not keep_forwarded and "forwarded_from" in raw:
+        return "forwarded"
+    if not keep_via_bot and "via_bot" in raw:
+        return "via_bot"
+    text = visible_text(raw.get("text", ""), counters, mask_pii=mask_pii)
+    if not text:
+        return "media_only" if any(key in raw for key in _MEDIA_KEYS) else "empty_text"
+    date = _date(raw, counters)
+    reply_to = raw.get("reply_to_message_id")
+    name = raw.get("from")
+    return Message(
+        message_id,
+        _author(raw, counters),
+        name if type(name) is str else "",
+        last_date if date is None else date,
+        text,
+        reply_to if type(reply_to) is int else 0,
+    )

@@ -1,0 +1,242 @@
+"""The `prepare` stage: Telegram exports → `train/valid/test.jsonl`, stats and a manifest in one directory.
+
+    sobesednik prepare examples/chat_export/result.json --out data/
+    prepare(PrepareSettings(exports=[Path("result.json")], out=Path("data")))
+
+One pass over each export (a stream: memory grows with the kept text, not with the file) feeds the
+`DialogueBuilder`; each candidate is cleaned, deduplicated and spooled as a JSON line with its conversation
+group. When everything is read the groups are split (they are only complete then: a late reply can join two
+conversations) and the spool is routed into the three files. This module is the only writer of the dataset.
+"""
+
+from __future__ import annotations
+
+import json
+from array import array
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+
+from sobesednik import __version__
+from sobesednik.data.export import ChatInfo, ExportStream, normalise_message
+from sobesednik.data.filters import Deduplicator, reply_drop_reason, trim_context
+from sobesednik.data.settings import PrepareSettings
+from sobesednik.data.split import SPLITS, Groups, assign_splits
+from sobesednik.data.stats import Stats, write_stats
+from sobesednik.data.threads import Candidate, DialogueBuilder
+from sobesednik.errors import ConfigError, DatasetError, ExportFormatError
+
+_PROGRESS_MIN_BYTES = 8 << 20  # smaller inputs finish before a bar would be worth drawing
+_SPOOL = ".prepare-spool.jsonl"
+
+
+@dataclass(frozen=True)
+class PrepareResult:
+    """Where the dataset went and its statistics (the content of `stats.json`)."""
+
+    out: Path
+    stats: dict
+
+
+class _Spool:
+    """Accepted samples as JSON lines in a temp file, with what the split needs per sample in compact arrays."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.file = path.open("wb")
+        self.groups = array("q")
+        self.authors = array("l")
+        self.reply_lengths = array("l")
+        self.depths = array("l")
+        self.author_index: dict[str, int] = {}
+
+    def add(self, line: bytes, candidate: Candidate, depth: int) -> None:
+        self.file.write(line)
+        self.groups.append(candidate.group)
+        self.authors.append(self.author_index.setdefault(candidate.author, len(self.author_index)))
+        self.reply_lengths.append(len(candidate.reply))
+        self.depths.append(depth)
+
+
+def _sample_sink(settings: PrepareSettings, stats: Stats, spool: _Spool) -> Callable[[Candidate], None]:
+    dedup = Deduplicator()
+    min_chars, max_chars = settings.min_chars, settings.max_chars
+    dumps = orjson.dumps
+
+    def accept(candidate: Candidate) -> None:
+        context = trim_context(candidate.context, max_chars=max_chars)
+        if not context:
+            stats.dropped["context_too_long"] += 1
+            return
+        reason = reply_drop_reason(candidate.reply, min_chars=min_chars, max_chars=max_chars)
+        if reason is not None:
+            stats.dropped[reason] += 1
+            return
+        if dedup.is_duplicate((*(text for _, text, _ in context), candidate.reply)):
+            stats.dropped["duplicate"] += 1
+            return
+        messages = [{"role": role, "content": text} for role, text, _ in context]
+        messages.append({"role": "assistant", "content": candidate.reply})
+        ids = [message_id for _, _, turn_ids in context for message_id in turn_ids]
+        ids += candidate.reply_ids
+        meta = {"chat_id": candidate.chat_id, "thread": candidate.thread, "message_ids": ids, "date": candidate.date}
+        line = dumps({"messages": messages, "meta": meta}, option=orjson.OPT_APPEND_NEWLINE)
+        spool.add(line, candidate, len(context))
+
+    return accept
+
+
+@contextmanager
+def _progress(settings: PrepareSettings, streams: list[ExportStream]) -> Iterator[Callable[[int], None] | None]:
+    total = sum(stream.path.stat().st_size for stream in streams)
+    if not settings.progress or total < _PROGRESS_MIN_BYTES:
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
+
+    columns = ("reading export", BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
+        task = progress.add_task("read", total=total)
+        yield lambda size: progress.advance(task, size)
+
+
+def _chat_selected(chat: ChatInfo, wanted: list[str]) -> bool:
+    return not wanted or chat.name in wanted or str(chat.id) in wanted
+
+
+def _read(settings: PrepareSettings, streams: list[ExportStream], builder: DialogueBuilder, stats: Stats) -> None:
+    quirks = stats.quirks
+    options = {"mask_pii": settings.mask_pii, "keep_forwarded": settings.keep_forwarded,
+               "keep_via_bot": settings.keep_via_bot}
+    chat_names: list[str] = []
+    for stream in streams:
+        current: ChatInfo | None = None
+        selected = False
+        last_date = 0
+        for chat, raw in stream:
+            if chat is not current:
+                current, selected = chat, _chat_selected(chat, settings.chat)
+                chat_names.append(chat.name)
+                stats.chats += selected
+                builder.start_chat(chat.id)
+            stats.messages_read += 1
+            if not selected:
+                stats.skipped["chat_not_selected"] += 1
+                continue
+            message = normalise_message(raw, quirks, last_date=last_date, **options)
+            if type(message) is str:
+                stats.skipped[message] += 1
+                if message == "service":
+                    builder.note_service(raw)
+                elif message in ("forwarded", "via_bot"):
+                    builder.break_conversation(raw.get("reply_to_message_id"))
+                continue
+            last_date = message.date
+            stats.messages_kept += builder.add(message)
+        builder.finish()
+    if settings.chat and not stats.chats:
+        shown = ", ".join(repr(name) for name in chat_names[:10]) or "none"
+        raise ConfigError(f"--chat {settings.chat} matches no chat; chats in the export: {shown}")
+
+
+def _resolve_speakers(wanted: list[str], names: dict[str, set[str]]) -> set[str]:
+    """Author ids for `--speaker` values, each an id ("user123" or "123") or a display name (any case)."""
+    resolved: set[str] = set()
+    for speaker in wanted:
+        folded = speaker.casefold()
+        matches = {author for author, seen in names.items()
+                   if speaker in (author, f"user{author}") or author == f"user{speaker}"
+                   or folded in {name.casefold() for name in seen}}
+        if not matches:
+            known = sorted(names, key=len)[:10]
+            raise ConfigError(f"--speaker {speaker!r} matches no author id or name in the export; "
+                              f"pass a from_id such as {', '.join(known)} or a display name")
+        resolved |= matches
+    return resolved
+
+
+def _write_splits(settings: PrepareSettings, spool: _Spool, groups: Groups, speakers: set[str], stats: Stats) -> None:
+    wanted = {spool.author_index[author] for author in speakers if author in spool.author_index}
+    keep = [not speakers or author in wanted for author in spool.authors]
+    roots = [groups.find(group) for group in spool.groups]
+    per_root: dict[int, int] = {}
+    for root, kept in zip(roots, keep, strict=True):
+        if kept:
+            per_root[root] = per_root.get(root, 0) + 1
+    split_of = assign_splits(groups, per_root, valid=settings.valid, test=settings.test, by=settings.split_by,
+                             seed=settings.seed)
+    author_of = {index: author for author, index in spool.author_index.items()}
+    files = {split: (settings.out / f"{split}.jsonl").open("wb") for split in SPLITS}
+    try:
+        with spool.path.open("rb") as lines:
+            for index, line in enumerate(lines):
+                if not keep[index]:
+                    stats.dropped["not_speaker"] += 1
+                    continue
+                split = split_of[roots[index]]
+                files[split].write(line)
+                stats.count_sample(split, reply_length=spool.reply_lengths[index], context_turns=spool.depths[index])
+                stats.target_authors.add(author_of[spool.authors[index]])
+    finally:
+        for file in files.values():
+            file.close()
+
+
+def _write_manifest(settings: PrepareSettings, streams: list[ExportStream], data: dict) -> None:
+    manifest = {
+        "sobesednik_version": __version__,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "inputs": [{"path": str(stream.path), "bytes": stream.path.stat().st_size, "sha256": stream.sha256}
+                   for stream in streams],
+        "options": settings.model_dump(mode="json"),
+        "samples": data["splits"],
+        "command": "sobesednik prepare " + " ".join(str(stream.path) for stream in streams)
+        + f" --out {settings.out}",
+    }
+    (settings.out / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2) + "\n",
+                                                encoding="utf-8")
+
+
+def prepare(settings: PrepareSettings) -> PrepareResult:
+    """Run the stage; raises `ExportFormatError`, `ConfigError` or `DatasetError` on input a user must fix."""
+    if not settings.exports:
+        raise ConfigError("no export given: sobesednik prepare path/to/result.json --out DIR")
+    streams = [ExportStream(path) for path in settings.exports]
+    if settings.out.exists() and not settings.out.is_dir():
+        raise ConfigError(f"--out {settings.out} is a file; give a directory (it is created when missing)")
+    settings.out.mkdir(parents=True, exist_ok=True)
+
+    stats = Stats()
+    groups = Groups()
+    spool = _Spool(settings.out / _SPOOL)
+    try:
+        builder = DialogueBuilder(settings, groups, stats, _sample_sink(settings, stats, spool))
+        with _progress(settings, streams) as on_bytes:
+            for stream in streams:
+                stream.on_bytes = on_bytes
+            _read(settings, streams, builder, stats)
+        spool.file.close()
+        stats.conversations = len(groups)
+        stats.authors = {author: sorted(names) for author, names in builder.names.items()}
+        if not stats.messages_kept:
+            files = ", ".join(str(path) for path in settings.exports)
+            raise ExportFormatError(f"{files}: no message with usable text (read {stats.messages_read} messages: "
+                                    f"{dict(stats.skipped.most_common(4))}); export a chat with text messages")
+        speakers = _resolve_speakers(settings.speaker, builder.names)
+        _write_splits(settings, spool, groups, speakers, stats)
+    finally:
+        spool.file.close()
+        spool.path.unlink(missing_ok=True)
+    if not stats.samples:
+        raise DatasetError(f"no samples left from {stats.messages_kept} usable messages "
+                           f"(dropped: {dict(stats.dropped.most_common(4))}); see docs/data.md for the flags "
+                           f"that keep more (--gap-minutes, --min-chars, --speaker)")
+    data = write_stats(stats, settings.out, show_names=settings.show_names)
+    _write_manifest(settings, streams, data)
+    return PrepareResult(settings.out, data)
+

@@ -1,0 +1,52 @@
+"""`PrepareSettings`: every option of `sobesednik prepare`, from flags, `SOBESEDNIK_PREPARE_*` env or `.env`.
+
+    PrepareSettings(exports=[Path("result.json")], out=Path("data"), speaker=["Аня"])
+
+Each field is a CLI flag of the same name in kebab case (`--gap-minutes` ↔ `SOBESEDNIK_PREPARE_GAP_MINUTES`).
+docs/data.md explains every default; the short reason sits next to each field here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SplitBy = Literal["random", "time"]
+
+
+class PrepareSettings(BaseSettings):
+    """Options of the `prepare` stage; validated at construction."""
+
+    model_config = SettingsConfigDict(env_prefix="SOBESEDNIK_PREPARE_", env_file=".env", extra="ignore")
+
+    exports: list[Path] = []  # Telegram Desktop `result.json` files; the CLI's positional arguments
+    out: Path = Path("data")  # the dataset dir that `train --data` reads
+    chat: list[str] = []  # names or ids of chats to keep from a full-account export; empty: every chat
+    speaker: list[str] = []  # ids or names whose messages become targets; empty: every author
+    gap_minutes: float = Field(60.0, gt=0)  # minutes of silence that end a conversation (an evening's talk)
+    merge_seconds: float = Field(120.0, ge=0)  # one author's messages this close (seconds) form one turn
+    context_turns: int = Field(3, ge=1)  # turns of context before a reply; ruDialoGPT was tuned on short contexts
+    min_chars: int = Field(2, ge=1)  # characters a reply needs: "+" or "?" alone teaches nothing
+    max_chars: int = Field(1000, ge=1)  # characters per turn: longer replies are dropped, longer context cut
+    keep_forwarded: bool = False  # forwarded messages are someone else's words; by default they break the talk
+    keep_via_bot: bool = False  # inline-bot messages (gifs, polls, music) are not the author's words either
+    mask_pii: bool = False  # replace phones, e-mails, cards, @usernames, profile links with <PHONE>-like tags
+    valid: float = Field(0.05, ge=0, lt=1)  # share of samples for validation (whole conversations)
+    test: float = Field(0.05, ge=0, lt=1)  # share of samples for the final test (whole conversations)
+    split_by: SplitBy = "random"  # "time": the newest conversations become test, the next newest valid
+    seed: int = 0  # seeds the random split; the same inputs and options give the same files
+    show_names: bool = False  # write authors' display names into stats (they are personal data)
+    progress: bool = True  # a progress bar on stderr, shown for inputs of at least 8 MB
+
+    @model_validator(mode="after")
+    def _check(self) -> PrepareSettings:
+        if self.valid + self.test >= 1:
+            raise ValueError(
+                f"valid ({self.valid}) + test ({self.test}) must leave samples for training (sum below 1)"
+            )
+        if self.min_chars > self.max_chars:
+            raise ValueError(f"min_chars ({self.min_chars}) is above max_chars ({self.max_chars})")
+        return self

@@ -1,0 +1,234 @@
+"""From a chat's messages, in order, to dialogue samples: conversations, turns, reply chains, roles.
+
+    builder = DialogueBuilder(settings, groups, stats, sink=candidates.append)
+    builder.start_chat(chat_id)
+    for message in messages:
+        builder.add(message)
+    builder.finish()
+
+Rules (docs/data.md has the reasons):
+- a conversation is a run of messages of one chat (one forum topic) without a silence over `gap_minutes`;
+  a skipped forward or via-bot message also ends it;
+- one author's messages within `merge_seconds` of each other form one turn, unless a message replies to
+  something: a reply always opens a new turn;
+- when a turn closes it becomes a `Candidate`: its context is the reply chain of its first message when it
+  has one (followed up through `reply_to_message_id`; a missing target or a cycle ends the chain), otherwise
+  the preceding turns of the conversation;
+- the target's author is `assistant`, everyone else `user`; adjacent turns of one role merge; at most
+  `context_turns` turns of context are kept, and the turn right before the reply must be a `user` turn;
+- in forum supergroups a reply to a topic's opening service message only marks the topic, so it is not a reply.
+
+Every conversation is a node of `split.Groups`; a reply chain that reaches into an older conversation joins
+the two, so that no sample shares text with a sample of another split.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+from sobesednik.data.export import Message
+from sobesednik.data.settings import PrepareSettings
+from sobesednik.data.split import Groups
+from sobesednik.data.stats import Stats
+
+_DEPTH_FACTOR = 4  # raw turns kept per context turn: several users' turns merge into one `user` turn
+
+
+class Candidate(NamedTuple):
+    """A target turn with its context, before the cleaning filters."""
+
+    context: list[tuple[str, str, list[int]]]  # (role, text, message ids), oldest first, roles alternate
+    reply: str
+    reply_ids: list[int]
+    author: str
+    chat_id: int | str
+    thread: int  # id of the first message of the reply chain or conversation
+    group: int  # conversation node in `Groups`
+    date: int  # unix time of the reply's last message
+
+
+class _Stored(NamedTuple):
+    """What a later reply chain needs of a kept message."""
+
+    author: str
+    text: str
+    conversation: int
+    reply_to: int
+    topic: int
+
+
+class _Turn:
+    __slots__ = ("author", "date", "ids", "reply_to", "texts")
+
+    def __init__(self, message: Message, author: str, reply_to: int) -> None:
+        self.author = author
+        self.texts = [message.text]
+        self.ids = [message.id]
+        self.date = message.date  # of the turn's last message
+        self.reply_to = reply_to
+
+
+class _Conversation:
+    __slots__ = ("first_id", "group", "last_date", "open", "turns")
+
+    def __init__(self, group: int, first_id: int, date: int, depth: int) -> None:
+        self.group = group
+        self.first_id = first_id
+        self.last_date = date
+        self.open: _Turn | None = None
+        self.turns: deque[tuple[str, str, list[int]]] = deque(maxlen=depth)
+
+
+class DialogueBuilder:
+    """Turns a chat's messages, fed in order, into `Candidate`s passed to `sink`."""
+
+    def __init__(self, settings: PrepareSettings, groups: Groups, stats: Stats,
+                 sink: Callable[[Candidate], None]) -> None:
+        self._gap = settings.gap_minutes * 60
+        self._merge = settings.merge_seconds
+        self._context_turns = settings.context_turns
+        self._depth = settings.context_turns * _DEPTH_FACTOR
+        self._groups = groups
+        self._stats = stats
+        self._sink = sink
+        self.names: dict[str, set[str]] = {}  # author → display names seen
+        self._interned: dict[str, str] = {}
+        self._chat_id: int | str = 0
+        self._store: dict[int, _Stored] = {}
+        self._topics: set[int] = set()
+        self._conversations: dict[int, _Conversation] = {}  # topic (0 outside forums) → current conversation
+
+    def start_chat(self, chat_id: int | str) -> None:
+        """Close the previous chat's conversations and start an empty state for `chat_id`."""
+        self.finish()
+        self._chat_id = chat_id
+        self._store = {}
+        self._topics = set()
+
+    def note_service(self, raw: dict[str, Any]) -> None:
+        """Remember forum topics: their opening service message is what topic members "reply" to."""
+        if raw.get("action") == "topic_created" and type(raw.get("id")) is int:
+            self._topics.add(raw["id"])
+
+    def break_conversation(self, reply_to: Any) -> None:
+        """A skipped forward or via-bot message: the talk around it is cut in two."""
+        topic = reply_to if reply_to in self._topics else 0
+        if type(reply_to) is int and topic == 0 and reply_to in self._store:
+            topic = self._store[reply_to].topic
+        conversation = self._conversations.pop(topic, None)
+        if conversation is not None:
+            self._close(conversation)
+
+    def add(self, message: Message) -> bool:
+        """Feed the next kept message of the current chat; False when its id was already seen."""
+        # One stored copy of each author string: 1M messages must not hold 1M copies of "user123".
+        author = self._interned.get(message.author)
+        if author is None:
+            author = self._interned[message.author] = message.author
+            self.names[author] = set()
+        if message.name:
+            self.names[author].add(message.name)
+        if message.id in self._store:
+            self._stats.skipped["duplicate_message_id"] += 1
+            return False
+        reply_to, topic = self._resolve_reply(message)
+
+        conversation = self._conversations.get(topic)
+        if conversation is None or message.date - conversation.last_date > self._gap:
+            if conversation is not None:
+                self._close(conversation)
+            conversation = _Conversation(self._groups.add(message.date), message.id, message.date, self._depth)
+            self._conversations[topic] = conversation
+        conversation.last_date = max(conversation.last_date, message.date)
+        self._groups.touch(conversation.group, message.date)
+
+        turn = conversation.open
+        if (turn is not None and not reply_to and turn.author is author
+                and message.date - turn.date <= self._merge):
+            turn.texts.append(message.text)
+            turn.ids.append(message.id)
+            turn.date = message.date
+        else:
+            self._close(conversation)
+            conversation.open = _Turn(message, author, reply_to)
+        self._store[message.id] = _Stored(author, message.text, conversation.group, reply_to, topic)
+        return True
+
+    def finish(self) -> None:
+        """Close every open turn of the current chat."""
+        for conversation in self._conversations.values():
+            self._close(conversation)
+        self._conversations = {}
+
+    def _resolve_reply(self, message: Message) -> tuple[int, int]:
+        """(reply target to follow or 0, topic) of a message."""
+        target = message.reply_to
+        if not target:
+            return 0, 0
+        if target in self._topics:
+            self._stats.quirks["topic_membership_reply"] += 1
+            return 0, target
+        stored = self._store.get(target)
+        if stored is None:
+            later = target >= message.id
+            self._stats.quirks["reply_to_later_message" if later else "reply_to_missing_message"] += 1
+            return 0, 0
+        return target, stored.topic
+
+    def _close(self, conversation: _Conversation) -> None:
+        turn = conversation.open
+        if turn is None:
+            return
+        conversation.open = None
+        text = "\n".join(turn.texts)
+        self._emit(conversation, turn, text)
+        conversation.turns.append((turn.author, text, turn.ids))
+
+    def _emit(self, conversation: _Conversation, turn: _Turn, text: str) -> None:
+        if turn.reply_to:
+            raw, thread = self._reply_chain(turn.reply_to, conversation.group)
+        else:
+            raw, thread = list(conversation.turns), conversation.first_id
+        context = _merge_roles(raw, turn.author)[-self._context_turns :]
+        if not context:
+            self._stats.dropped["no_context"] += 1
+            return
+        if context[-1][0] == "assistant":
+            self._stats.dropped["follows_own_turn"] += 1
+            return
+        self._sink(Candidate(context, text, turn.ids, turn.author, self._chat_id, thread, conversation.group,
+                             turn.date))
+
+    def _reply_chain(self, target: int, group: int) -> tuple[list[tuple[str, str, list[int]]], int]:
+        """The messages a reply answers, oldest first, and the id of the oldest; joins their conversations."""
+        chain: list[tuple[str, str, list[int]]] = []
+        seen: set[int] = set()
+        while target and len(chain) < self._depth:
+            if target in seen:
+                self._stats.quirks["reply_cycle"] += 1
+                break
+            stored = self._store.get(target)
+            if stored is None:
+                break
+            seen.add(target)
+            chain.append((stored.author, stored.text, [target]))
+            if stored.conversation != group:
+                self._groups.union(stored.conversation, group)
+            target = stored.reply_to
+        chain.reverse()
+        return chain, chain[0][2][0]
+
+
+def _merge_roles(raw: list[tuple[str, str, list[int]]], assistant: str) -> list[tuple[str, str, list[int]]]:
+    """(author, text, ids) turns → (role, text, ids) turns with adjacent same-role turns merged."""
+    merged: list[tuple[str, str, list[int]]] = []
+    for author, text, ids in raw:
+        role = "assistant" if author == assistant else "user"
+        if merged and merged[-1][0] == role:
+            _, previous_text, previous_ids = merged[-1]
+            merged[-1] = (role, f"{previous_text}\n{text}", previous_ids + ids)
+        else:
+            merged.append((role, text, ids))
+    return merged
