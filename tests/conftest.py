@@ -99,3 +99,35 @@ def prepared_data_dir(tmp_path_factory: pytest.TempPathFactory, sample_export: P
         settings = PrepareSettings(exports=[sample_export], out=tmp_path_factory.mktemp("prepared"),
                                    progress=False, _env_file=None)
     return prepare(settings).out
+
+
+@pytest.fixture(scope="session")
+def tiny_base_dir(tmp_path_factory: pytest.TempPathFactory, prepared_data_dir: Path) -> Path:
+    """`sobesednik tiny-model` on the prepared sample: a tiny GPT-2 pretrained briefly on the dialogues' text."""
+    from sobesednik.modeling.pretrain import build_tiny_base
+    from sobesednik.training.settings import TinyModelSettings
+
+    out = tmp_path_factory.mktemp("tiny-base") / "model"
+    return build_tiny_base(TinyModelSettings(data=prepared_data_dir, out=out, pretrain_steps=100)).model_dir
+
+
+@pytest.fixture(scope="session")
+def trained_run_dir(tmp_path_factory: pytest.TempPathFactory, prepared_data_dir: Path, tiny_base_dir: Path) -> Path:
+    """A LoRA RUN_DIR (`adapter/`, metrics.jsonl, loss.png, samples.md, config.yaml) trained briefly on the sample."""
+    from sobesednik.training.settings import TrainSettings
+    from sobesednik.training.train import train
+
+    out = tmp_path_factory.mktemp("run") / "run"
+    settings = TrainSettings(data=prepared_data_dir, base=str(tiny_base_dir), out=out, max_steps=40, eval_steps=20,
+                             batch_size=8, learning_rate=3e-3, samples=3, logging_steps=5)
+    return train(settings).run_dir
+
+
+@pytest.fixture(scope="session")
+def exported_model_dir(tmp_path_factory: pytest.TempPathFactory, trained_run_dir: Path) -> Path:
+    """`sobesednik export` of `trained_run_dir`: a plain HF model dir with chat template and generation_config."""
+    from sobesednik.training.export import export
+    from sobesednik.training.settings import ExportSettings
+
+    out = tmp_path_factory.mktemp("exported") / "model"
+    return export(ExportSettings(run_dir=trained_run_dir, out=out)).model_dir

@@ -127,3 +127,137 @@ def bot_command(
     from sobesednik.bot.settings import BotSettings
 
     bot(build_settings(BotSettings, **flags))
+
+
+@app.command("tiny-model")
+def tiny_model_command(
+    data: Annotated[Path | None, typer.Option(help="Prepared dataset dir (its text trains the tokenizer).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Model dir to write.")] = None,
+    pretrain_steps: int | None = typer.Option(None, help="Plain-LM steps on the text before saving (0 = none)."),
+    vocab_size: int | None = typer.Option(None, help="BPE vocabulary size."),
+    seed: int | None = typer.Option(None, help="Random seed."),
+) -> None:
+    """Build a tiny offline base model (tokenizer + small GPT-2) from a prepared dataset's text."""
+    flags = dict(locals())
+    from sobesednik.modeling.pretrain import build_tiny_base
+    from sobesednik.training.settings import TinyModelSettings
+
+    result = build_tiny_base(build_settings(TinyModelSettings, **flags))
+    loss = f", final LM loss {result.final_loss:.3f}" if result.final_loss is not None else ""
+    typer.echo(f"tiny model written to {result.model_dir} ({result.pretrain_steps} pretraining steps{loss})")
+
+
+@app.command("train")
+def train_command(
+    data: Annotated[Path | None, typer.Option(help="Prepared dataset dir with train.jsonl and valid.jsonl.")] = None,
+    base: str | None = typer.Option(None, help="Base model: Hub id or local model dir."),
+    out: Annotated[Path | None, typer.Option(help="Run dir for the adapter, checkpoints, metrics and samples.")] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML settings file (a run's config.yaml); flags win.")] = None,
+    max_length: int | None = typer.Option(None, help="Tokens per sample; oldest context turns are dropped to fit."),
+    epochs: float | None = typer.Option(None, help="Training epochs."),
+    max_steps: int | None = typer.Option(None, help="Optimizer steps; > 0 overrides --epochs."),
+    batch_size: int | None = typer.Option(None, help="Samples (or packed rows) per step and process."),
+    gradient_accumulation_steps: int | None = typer.Option(None, help="Batches per optimizer step."),
+    learning_rate: float | None = typer.Option(None, help="Peak learning rate (cosine schedule)."),
+    warmup_ratio: float | None = typer.Option(None, help="Share of steps spent warming up."),
+    weight_decay: float | None = typer.Option(None, help="AdamW weight decay."),
+    lora_r: int | None = typer.Option(None, help="LoRA rank."),
+    lora_alpha: int | None = typer.Option(None, help="LoRA alpha (scale = alpha / r)."),
+    lora_dropout: float | None = typer.Option(None, help="Dropout on the LoRA input."),
+    lora_target_modules: Annotated[list[str] | None, typer.Option(help="Module to adapt; repeat for several.")] = None,
+    packing: bool | None = typer.Option(None, "--packing/--no-packing", help="Pack samples (else group by length)."),
+    gradient_checkpointing: bool | None = typer.Option(
+        None, "--gradient-checkpointing/--no-gradient-checkpointing", help="Recompute activations to save memory."),
+    precision: str | None = typer.Option(None, help="auto, fp32, bf16 or fp16 (CUDA only)."),
+    eval_steps: int | None = typer.Option(None, help="Evaluate every N steps (0 = each epoch)."),
+    patience: int | None = typer.Option(None, help="Evaluations without improvement before stopping (0 = never)."),
+    save_total_limit: int | None = typer.Option(None, help="Checkpoints kept."),
+    logging_steps: int | None = typer.Option(None, help="Log the train loss every N steps."),
+    samples: int | None = typer.Option(None, help="Valid contexts answered before/after training in samples.md."),
+    resume: bool | None = typer.Option(None, "--resume/--no-resume", help="Continue from the last checkpoint."),
+    load_in_4bit: bool | None = typer.Option(None, "--load-in-4bit/--no-load-in-4bit", help="QLoRA; CUDA only."),
+    seed: int | None = typer.Option(None, help="Random seed."),
+) -> None:
+    """LoRA-fine-tune a base model on a prepared dataset (accelerate launch / torchrun for several processes)."""
+    flags = dict(locals())
+    flags["lora_target_modules"] = lora_target_modules or None
+    from sobesednik.training.settings import TrainSettings, with_config_file
+    from sobesednik.training.train import train
+
+    result = train(build_settings(TrainSettings, **with_config_file(flags.pop("config"), flags)))
+    best = f", best valid loss {result.best_valid_loss:.4f}" if result.best_valid_loss is not None else ""
+    typer.echo(f"adapter written to {result.adapter_dir} after {result.steps} steps{best} "
+               f"({result.train_samples} samples, {result.dropped_too_long} dropped as too long)")
+
+
+@app.command("evaluate")
+def evaluate_command(
+    model: str | None = typer.Option(None, help="RUN_DIR (base + adapter), MODEL_DIR or Hub id."),
+    data: Annotated[Path | None, typer.Option(help="JSONL file of dialogues (e.g. data/test.jsonl).")] = None,
+    base: str | None = typer.Option(None, help="Base for --compare-base when --model is a MODEL_DIR."),
+    compare_base: bool | None = typer.Option(None, "--compare-base/--no-compare-base", help="Show the base beside."),
+    max_length: int | None = typer.Option(None, help="Tokens per sample, as in training."),
+    batch_size: int | None = typer.Option(None, help="Samples per forward pass."),
+    samples: int | None = typer.Option(None, help="Contexts to sample replies for (style statistics)."),
+    max_new_tokens: int | None = typer.Option(None, help="Reply length limit in tokens."),
+    out: Annotated[Path | None, typer.Option(help="Also write the report as JSON here.")] = None,
+    seed: int | None = typer.Option(None, help="Sampling seed."),
+) -> None:
+    """Reply loss and perplexity, and style statistics of sampled replies against the real ones."""
+    flags = dict(locals())
+    from sobesednik.training.evaluate import evaluate, format_report
+    from sobesednik.training.settings import EvaluateSettings
+
+    typer.echo(format_report(evaluate(build_settings(EvaluateSettings, **flags))))
+
+
+@app.command("export")
+def export_command(
+    run_dir: Annotated[Path, typer.Argument(help="The --out dir of `sobesednik train`.")],
+    out: Annotated[Path | None, typer.Option(help="Model dir to write.")] = None,
+    dtype: str | None = typer.Option(None, help="float32, bfloat16 or float16."),
+) -> None:
+    """Merge a run's LoRA into its base: a plain HF model dir with chat template and generation config."""
+    flags = dict(locals())
+    from sobesednik.training.export import export
+    from sobesednik.training.settings import ExportSettings
+
+    result = export(build_settings(ExportSettings, **flags))
+    typer.echo(f"merged model ({result.parameters:,} parameters) written to {result.model_dir}")
+
+
+@app.command("serve")
+def serve_command(
+    model: str | None = typer.Option(None, help="MODEL_DIR from `export` or RUN_DIR from `train`."),
+    host: str | None = typer.Option(None, help="Interface to listen on (0.0.0.0 exposes the service)."),
+    port: int | None = typer.Option(None, help="Port to listen on."),
+    model_name: str | None = typer.Option(None, help="Model id shown to clients (default: the directory name)."),
+    dtype: str | None = typer.Option(None, help="float32, bfloat16 (fast on CPUs with AMX/AVX512) or float16."),
+    quantize: str | None = typer.Option(None, help="none or int8 (dynamic int8 on CPU; MODEL_DIR only)."),
+    threads: int | None = typer.Option(None, help="Torch threads (default: all cores)."),
+    max_batch_size: int | None = typer.Option(None, help="Rows decoded together."),
+    max_wait_ms: float | None = typer.Option(None, help="How long a request waits for others to join its batch."),
+    max_queue: int | None = typer.Option(None, help="Waiting rows beyond which requests get 429."),
+    request_timeout_s: float | None = typer.Option(None, help="Seconds before an unanswered request gets 504."),
+) -> None:
+    """Serve the model over an OpenAI-compatible HTTP API (API key from SOBESEDNIK_API_KEY)."""
+    flags = dict(locals())
+    from sobesednik.api.app import serve
+    from sobesednik.api.settings import ApiSettings
+
+    serve(build_settings(ApiSettings, **flags))
+
+
+@app.command("demo")
+def demo_command(
+    export: Annotated[Path | None, typer.Option(help="Telegram export to learn from (default: the sample).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Folder for everything the demo writes.")] = None,
+    pretrain_steps: int | None = typer.Option(None, help="Plain-LM steps of the tiny base model."),
+    train_steps: int | None = typer.Option(None, help="LoRA optimizer steps."),
+    bot: bool | None = typer.Option(None, "--bot/--no-bot", help="Then run the Telegram bot on the demo model."),
+) -> None:
+    """The whole way offline: prepare → tiny model → train → export → serve → a scripted chat."""
+    flags = dict(locals())
+    from sobesednik.demo import DemoSettings, demo
+
+    demo(build_settings(DemoSettings, **flags))

@@ -1,0 +1,161 @@
+"""Base models and tokenizers from a Hub id or a local dir, made ready for the dialogue format.
+
+`load_tokenizer` guarantees the contract every later stage relies on: `@@ПЕРВЫЙ@@` and `@@ВТОРОЙ@@` are single
+tokens, the EOS is `@@ПЕРВЫЙ@@` (the token that closes a reply), and the pad token is never the EOS (padding
+with EOS would mask exactly the token the model must learn to write). `load_base` loads the weights and resizes
+the embeddings when role tokens had to be added; `load_run` loads a training run (base + LoRA adapter).
+
+    model, tokenizer, added_ids = load_base("tinkoff-ai/ruDialoGPT-medium")
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sobesednik.dialogue import ASSISTANT_TOKEN, CLOSING_TOKEN, USER_TOKEN
+from sobesednik.errors import ConfigError, ModelDirError
+from sobesednik.modeling.chat_template import CHAT_TEMPLATE
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+PAD_TOKEN = "<pad>"
+ADAPTER_DIR = "adapter"  # inside a RUN_DIR: the peft adapter and the tokenizer it was trained with
+
+
+def _looks_like_path(name: str) -> bool:
+    return name.startswith((".", "/", "~")) or Path(name).exists() or name.count("/") > 1
+
+
+def check_model_source(name: str, marker: str = "config.json") -> str:
+    """`name` as from_pretrained takes it; a local dir must exist and hold `marker`."""
+    if _looks_like_path(name):
+        path = Path(name).expanduser()
+        if not path.is_dir():
+            raise ModelDirError(f"model directory {name} does not exist: pass a directory made by "
+                                "`sobesednik tiny-model` or `sobesednik export`, or a Hub id")
+        if not (path / marker).is_file():
+            raise ModelDirError(f"{name} has no {marker}, so it is not a Hugging Face model directory: "
+                                "pass the directory that `save_pretrained` wrote")
+        return str(path)
+    return name
+
+
+def _from_pretrained(loader: Any, name: str, marker: str = "config.json", **kwargs: Any) -> Any:
+    """Call `loader.from_pretrained`, turning "cannot find it" into one line with the fix."""
+    source = check_model_source(name, marker)
+    try:
+        return loader.from_pretrained(source, **kwargs)
+    except OSError as error:
+        if Path(source).is_dir():
+            raise ModelDirError(f"cannot load {source}: {error}".splitlines()[0]) from None
+        raise ModelDirError(
+            f"base model {name!r} is not in the local cache and no network (or no such model on the Hub): "
+            "pass a local directory (e.g. --base models/tiny from `sobesednik tiny-model`), "
+            "or run once with network access to download it"
+        ) from None
+
+
+def prepare_tokenizer(tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """Add missing role tokens, make EOS the closing token and pad distinct from it; return added ids."""
+    vocab = tokenizer.get_vocab()
+    missing = [token for token in (USER_TOKEN, ASSISTANT_TOKEN) if token not in vocab]
+    if missing:
+        tokenizer.add_special_tokens({"additional_special_tokens": missing})
+    tokenizer.eos_token = CLOSING_TOKEN
+    if tokenizer.pad_token is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
+        # Any non-EOS token works (padded positions are masked); reuse GPT-2's <|endoftext|> when it is free.
+        if tokenizer.bos_token is not None and tokenizer.bos_token_id != tokenizer.eos_token_id:
+            tokenizer.pad_token = tokenizer.bos_token
+        else:
+            missing.append(PAD_TOKEN)
+            tokenizer.add_special_tokens({"pad_token": PAD_TOKEN})
+    tokenizer.chat_template = CHAT_TEMPLATE
+    return [tokenizer.convert_tokens_to_ids(token) for token in missing]
+
+
+def load_tokenizer(name: str) -> tuple[PreTrainedTokenizerBase, list[int]]:
+    """The tokenizer of `name`, prepared for the dialogue format, and the ids of the tokens added to it."""
+    from transformers import AutoTokenizer
+
+    tokenizer = _from_pretrained(AutoTokenizer, name, "tokenizer_config.json")
+    added = prepare_tokenizer(tokenizer)
+    return tokenizer, added
+
+
+def load_base(
+    name: str, *, load_in_4bit: bool = False, dtype: str = "float32"
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, list[int]]:
+    """Base model and prepared tokenizer; embeddings resized when tokens were added (ids returned)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    tokenizer, added = load_tokenizer(name)
+    kwargs: dict[str, Any] = {"dtype": getattr(torch, dtype)}
+    if load_in_4bit:
+        kwargs["quantization_config"] = quantization_config()
+    model = _from_pretrained(AutoModelForCausalLM, name, **kwargs)
+    if added or model.get_input_embeddings().num_embeddings < len(tokenizer):
+        model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
+    model.config.eos_token_id = tokenizer.eos_token_id
+    model.config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model, tokenizer, added
+
+
+def quantization_config() -> Any:
+    """The QLoRA 4-bit NF4 config; refuses clearly where CUDA or bitsandbytes is missing."""
+    import torch
+
+    if not torch.cuda.is_available():
+        raise ConfigError("--load-in-4bit (QLoRA) needs a CUDA GPU and none is available: "
+                          "drop --load-in-4bit to train in full precision on this machine")
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError:
+        raise ConfigError("--load-in-4bit needs bitsandbytes: pip install bitsandbytes") from None
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=torch.bfloat16)
+
+
+def is_run_dir(path: Path) -> bool:
+    return (path / ADAPTER_DIR / "adapter_config.json").is_file()
+
+
+def run_base(run_dir: Path) -> str:
+    """The base model a run was trained from, as recorded in its adapter config."""
+    config = json.loads((run_dir / ADAPTER_DIR / "adapter_config.json").read_text(encoding="utf-8"))
+    return config["base_model_name_or_path"]
+
+
+def load_run(run_dir: Path, *, merge: bool = False) -> tuple[Any, PreTrainedTokenizerBase]:
+    """Base + adapter of a RUN_DIR (a `PeftModel`, or a plain merged model with `merge=True`)."""
+    from peft import PeftModel
+
+    if not is_run_dir(run_dir):
+        raise ModelDirError(f"{run_dir} is not a training run: {ADAPTER_DIR}/adapter_config.json is missing; "
+                            "pass the --out directory of `sobesednik train`")
+    model, _, _ = load_base(run_base(run_dir))
+    # The run's tokenizer holds the tokens added during training; the rows the adapter trained fill them.
+    tokenizer, _ = load_tokenizer(str(run_dir / ADAPTER_DIR))
+    if model.get_input_embeddings().num_embeddings != len(tokenizer):
+        model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    model = PeftModel.from_pretrained(model, run_dir / ADAPTER_DIR)
+    if merge:
+        model = model.merge_and_unload()
+    model.eval()
+    return model, tokenizer
+
+
+def load_model(path: str) -> tuple[Any, PreTrainedTokenizerBase]:
+    """A RUN_DIR (base + adapter) or a MODEL_DIR / Hub id (plain model), ready for evaluation."""
+    if is_run_dir(Path(path)):
+        return load_run(Path(path))
+    model, tokenizer, _ = load_base(path)
+    model.eval()
+    return model, tokenizer

@@ -1,0 +1,85 @@
+"""The `evaluate` stage: how well a model predicts the real replies, and how its own replies look.
+
+    sobesednik evaluate --model runs/me --data data/test.jsonl --compare-base --out eval.json
+
+Reports the loss and perplexity per reply token (context tokens never count, as in training), and for replies
+sampled with the model's generation settings: length, distinct-1/2 and style rates, beside the same figures of
+the real replies. `--compare-base` adds the base model's column (a RUN_DIR's base is its adapter switched off).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from typing import Any
+
+from sobesednik.errors import ConfigError
+from sobesednik.modeling.load import is_run_dir, load_base, load_model
+from sobesednik.training.dataset import ConversationDataset, read_jsonl
+from sobesednik.training.metrics import generate_replies, reply_loss, style_stats
+from sobesednik.training.settings import EvaluateSettings
+
+
+def _measure(model: Any, tokenizer: Any, dataset: ConversationDataset, contexts: list, settings: EvaluateSettings,
+             ) -> dict[str, Any]:
+    figures: dict[str, Any] = reply_loss(model, dataset, tokenizer.pad_token_id, settings.batch_size)
+    replies = generate_replies(model, tokenizer, contexts, settings.max_new_tokens, settings.seed)
+    figures["style"] = style_stats(replies)
+    figures["examples"] = replies[:5]
+    return figures
+
+
+def evaluate(settings: EvaluateSettings) -> dict[str, Any]:
+    """The report as a JSON-ready dict; also written to `settings.out` when given."""
+    from pathlib import Path
+
+    dialogues = read_jsonl(settings.data)
+    run = is_run_dir(Path(settings.model))
+    if settings.compare_base and not run and settings.base is None:
+        raise ConfigError(f"--compare-base: {settings.model} is not a RUN_DIR, so pass its base with --base")
+    model, tokenizer = load_model(settings.model)
+    dataset = ConversationDataset(dialogues, tokenizer, settings.max_length)
+    contexts = [dialogue[:-1] for dialogue in dialogues[: settings.samples]]
+    report: dict[str, Any] = {
+        "model": settings.model,
+        "data": str(settings.data),
+        "dialogues": len(dialogues),
+        "dropped_too_long": dataset.dropped_too_long,
+        "real": {"style": style_stats([dialogue[-1]["content"] for dialogue in dialogues[: settings.samples]])},
+        "model_figures": _measure(model, tokenizer, dataset, contexts, settings),
+    }
+    if settings.compare_base:
+        if run:
+            with model.disable_adapter():
+                report["base_figures"] = _measure(model, tokenizer, dataset, contexts, settings)
+        else:
+            base, base_tokenizer, _ = load_base(settings.base)
+            base_set = ConversationDataset(dialogues, base_tokenizer, settings.max_length)
+            report["base_figures"] = _measure(base.eval(), base_tokenizer, base_set, contexts, settings)
+    if settings.out:
+        settings.out.parent.mkdir(parents=True, exist_ok=True)
+        settings.out.write_text(json.dumps(report, ensure_ascii=False, indent=2), encoding="utf-8")
+    return report
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """The report as a plain-text table: one row per figure, one column per model (and the real replies)."""
+    columns = [("fine-tuned" if "base_figures" in report else "model", report["model_figures"])]
+    if "base_figures" in report:
+        columns.append(("base", report["base_figures"]))
+    columns.append(("real", report["real"]))
+    rows = [("loss", "loss"), ("perplexity", "perplexity")]
+    rows += [(name, f"style.{name}") for name in report["real"]["style"]]
+    lines = [f"{report['model']} on {report['data']} ({report['dialogues']} dialogues, "
+             f"{report['dropped_too_long']} too long)", ""]
+    lines.append(f"{'':28}" + "".join(f"{title:>14}" for title, _ in columns))
+    for title, key in rows:
+        cells = []
+        for _, figures in columns:
+            value: Any = figures
+            with contextlib.suppress(KeyError):
+                for part in key.split("."):
+                    value = value[part]
+            cells.append(f"{value:>14.3f}" if isinstance(value, float | int) else f"{'—':>14}")
+        lines.append(f"{title:28}" + "".join(cells))
+    return "\n".join(lines)

@@ -1,0 +1,123 @@
+"""Settings of the model-building stages: `tiny-model`, `train`, `evaluate`, `export`.
+
+Each field is a CLI flag (`--max-length`), an environment variable (`SOBESEDNIK_TRAIN_MAX_LENGTH`) and a key
+of the YAML file that `train --config` reads; flags win over the file, the file over the environment.
+Defaults marked "measured" come from `bench/train.py` (see docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from sobesednik.errors import ConfigError
+from sobesednik.modeling.defaults import DEFAULT_BASE_MODEL, RECOMMENDED_GENERATION
+
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
+
+
+def _config(component: str) -> SettingsConfigDict:
+    return SettingsConfigDict(env_prefix=f"SOBESEDNIK_{component}_", env_file=".env", extra="ignore")
+
+
+class TinyModelSettings(BaseSettings):
+    """`sobesednik tiny-model`: the offline stand-in base built from a prepared dataset's text."""
+
+    model_config = _config("TINY")
+
+    data: Path = Path("data")  # a `prepare --out` dir; the tokenizer and pretraining read its train.jsonl
+    out: Path = Path("models/tiny")
+    pretrain_steps: int = Field(300, ge=0)  # plain-LM steps on the text, so LoRA has something to adapt
+    vocab_size: int = Field(2000, ge=300)  # BPE merges + bytes + special tokens
+    seed: int = 0
+
+
+class TrainSettings(BaseSettings):
+    """`sobesednik train`: LoRA fine-tuning of a base model on a prepared dataset."""
+
+    model_config = _config("TRAIN")
+
+    data: Path = Path("data")  # a `prepare --out` dir with train.jsonl and valid.jsonl
+    base: str = DEFAULT_BASE_MODEL  # Hub id or local model dir
+    out: Path = Path("runs/sobesednik")
+    max_length: int = Field(256, ge=8)  # tokens per sample; oldest context turns are dropped to fit
+    epochs: float = Field(3.0, gt=0)
+    max_steps: int = Field(-1, ge=-1)  # optimizer steps; > 0 overrides --epochs
+    batch_size: int = Field(8, ge=1)  # per process: samples, or packed rows of --max-length tokens
+    gradient_accumulation_steps: int = Field(1, ge=1)
+    learning_rate: float = Field(2e-4, gt=0)  # the usual LoRA rate; full fine-tuning would use ~10x less
+    warmup_ratio: float = Field(0.05, ge=0, lt=1)  # share of steps with linear warmup before the cosine decay
+    weight_decay: float = Field(0.0, ge=0)
+    lora_r: int = Field(8, ge=1)
+    lora_alpha: int = Field(16, ge=1)  # scale alpha/r = 2, peft's common choice
+    lora_dropout: float = Field(0.05, ge=0, lt=1)
+    # GPT-2 module names; measured: c_attn+c_proj learns as well as adding c_fc at lower cost (docs/benchmarks.md)
+    lora_target_modules: list[str] = ["c_attn", "c_proj"]
+    packing: bool = True  # measured: concatenating samples (block-diagonal attention) beats length grouping
+    gradient_checkpointing: bool = False  # measured: saves little memory for LoRA at these lengths, costs ~30%
+    precision: Precision = "auto"  # auto: bf16 on GPUs and CPUs that support it (AMX / AVX512-BF16), else fp32
+    eval_steps: int = Field(0, ge=0)  # evaluate every N steps; 0 = once per epoch
+    patience: int = Field(3, ge=0)  # evaluations without a better valid loss before stopping; 0 = never stop
+    save_total_limit: int = Field(2, ge=1)  # checkpoints kept (the best one is always kept)
+    logging_steps: int = Field(10, ge=1)
+    samples: int = Field(10, ge=0)  # valid contexts answered before/after training in samples.md
+    resume: bool = False  # continue from the last checkpoint in --out
+    load_in_4bit: bool = False  # QLoRA (bitsandbytes NF4); CUDA only
+    seed: int = 42
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainSettings:
+        if not self.lora_target_modules:
+            raise ValueError("lora_target_modules is empty: name at least one module, e.g. c_attn")
+        return self
+
+
+class EvaluateSettings(BaseSettings):
+    """`sobesednik evaluate`: reply loss/perplexity and style statistics of sampled replies."""
+
+    model_config = _config("EVAL")
+
+    model: str = "runs/sobesednik"  # a RUN_DIR (base + adapter), a MODEL_DIR or a Hub id
+    data: Path = Path("data/test.jsonl")  # a JSONL file of the prepare contract
+    base: str | None = None  # the base for --compare-base when --model is a MODEL_DIR (a RUN_DIR knows its own)
+    compare_base: bool = False  # also evaluate the base model and show it beside
+    max_length: int = Field(256, ge=8)  # tokens, as in training
+    batch_size: int = Field(8, ge=1)
+    samples: int = Field(50, ge=0)  # contexts to generate replies for (style statistics)
+    max_new_tokens: int = Field(int(RECOMMENDED_GENERATION["max_new_tokens"]), ge=1)  # the model card's value
+    out: Path | None = None  # also write the JSON report here
+    seed: int = 42
+
+
+class ExportSettings(BaseSettings):
+    """`sobesednik export`: merge a run's LoRA into its base and save a plain HF model dir."""
+
+    model_config = _config("EXPORT")
+
+    run_dir: Path = Path("runs/sobesednik")
+    out: Path = Path("models/sobesednik")
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"  # CPU serving wants float32
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """The keys of a YAML config file (`train --config`), with CLI-style dashes allowed in names."""
+    import yaml
+
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist: pass a YAML file such as a run's config.yaml")
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"config file {path} is not valid YAML: {error}".splitlines()[0]) from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of setting: value, found {type(values).__name__}")
+    return {str(key).replace("-", "_"): value for key, value in values.items()}
+
+
+def with_config_file(config: Path | None, flags: dict[str, Any]) -> dict[str, Any]:
+    """The values of `config` (if given) overridden by the flags that were given (not None)."""
+    given = {name: value for name, value in flags.items() if value is not None}
+    return (read_config_file(config) if config else {}) | given

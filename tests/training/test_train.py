@@ -1,0 +1,103 @@
+"""The `train` stage on the tiny model: what a run writes, that it learns, stops, resumes and refuses bad runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sobesednik.dialogue import CLOSING_TOKEN, render
+from sobesednik.errors import ConfigError, DatasetError
+from sobesednik.modeling.load import load_base, load_run
+from sobesednik.training.dataset import ConversationDataset, read_jsonl
+from sobesednik.training.metrics import reply_loss
+from sobesednik.training.settings import TrainSettings
+from sobesednik.training.train import resolve_precision, train
+
+
+def test_run_dir_holds_adapter_metrics_plot_samples_and_config(trained_run_dir: Path):
+    assert (trained_run_dir / "adapter" / "adapter_config.json").is_file()
+    assert (trained_run_dir / "adapter" / "adapter_model.safetensors").is_file()
+    assert (trained_run_dir / "adapter" / "tokenizer_config.json").is_file()
+    records = [json.loads(line) for line in (trained_run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert any("loss" in record for record in records)
+    assert [record["step"] for record in records if "eval_loss" in record] == [20, 40]
+    assert (trained_run_dir / "loss.png").read_bytes().startswith(b"\x89PNG")
+    assert (trained_run_dir / "samples.md").read_text(encoding="utf-8").count("\n| ") == 4  # header + 3 rows
+    config = yaml.safe_load((trained_run_dir / "config.yaml").read_text(encoding="utf-8"))
+    assert config["max_steps"] == 40
+    assert config["precision_used"] in {"bf16", "fp32"}
+    assert {"torch", "transformers", "peft"} <= set(config["versions"])
+
+
+def test_valid_perplexity_drops_after_short_training(trained_run_dir: Path, tiny_base_dir: Path,
+                                                     prepared_data_dir: Path):
+    base, tokenizer, _ = load_base(str(tiny_base_dir))
+    tuned, _ = load_run(trained_run_dir)
+    valid = ConversationDataset.from_file(prepared_data_dir / "valid.jsonl", tokenizer, 256)
+    before = reply_loss(base, valid, tokenizer.pad_token_id)["perplexity"]
+    after = reply_loss(tuned, valid, tokenizer.pad_token_id)["perplexity"]
+    assert after < before  # a tiny model on ~400 messages: the drop is small but must be there
+
+
+def test_trained_model_writes_the_closing_token(trained_run_dir: Path, prepared_data_dir: Path):
+    import torch
+
+    model, tokenizer = load_run(trained_run_dir, merge=True)
+    closing_id = tokenizer.convert_tokens_to_ids(CLOSING_TOKEN)
+    stopped = 0
+    torch.manual_seed(0)
+    for dialogue in read_jsonl(prepared_data_dir / "valid.jsonl")[:10]:
+        inputs = tokenizer(render(dialogue[:-1], add_generation_prompt=True), return_tensors="pt")
+        output = model.generate(**inputs, max_new_tokens=40, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+        stopped += closing_id in output[0, inputs["input_ids"].shape[1]:].tolist()
+    assert stopped >= 5
+
+
+def test_lora_weights_trained_and_base_weights_untouched(trained_run_dir: Path, tiny_base_dir: Path):
+    import torch
+
+    base, _, _ = load_base(str(tiny_base_dir))
+    tuned, _ = load_run(trained_run_dir)
+    lora_b = [parameter for name, parameter in tuned.named_parameters() if "lora_B" in name]
+    assert lora_b and all(parameter.abs().max() > 0 for parameter in lora_b)  # peft initialises B to zero
+    tuned_base = {name.removeprefix("base_model.model.").replace(".base_layer", ""): parameter
+                  for name, parameter in tuned.named_parameters() if "lora_" not in name}
+    for name, parameter in base.named_parameters():
+        assert torch.equal(parameter, tuned_base[name]), name
+
+
+@pytest.mark.slow
+def test_resume_continues_from_the_last_checkpoint(tmp_path: Path, prepared_data_dir: Path, tiny_base_dir: Path):
+    settings = TrainSettings(data=prepared_data_dir, base=str(tiny_base_dir), out=tmp_path / "run", max_steps=4,
+                             eval_steps=2, batch_size=4, samples=0, logging_steps=1, patience=0)
+    assert train(settings).steps == 4
+    resumed = train(settings.model_copy(update={"max_steps": 6, "resume": True}))
+    assert resumed.steps == 6
+    steps = [json.loads(line)["step"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert steps.count(1) == 1 and 5 in steps  # step 1 was not trained twice; training went on from step 4
+    assert (tmp_path / "run" / "checkpoints" / "checkpoint-6").is_dir()
+
+
+def test_existing_run_needs_resume_and_resume_needs_a_checkpoint(trained_run_dir: Path, tmp_path: Path,
+                                                                 prepared_data_dir: Path):
+    with pytest.raises(ConfigError, match="already holds a run: pass --resume"):
+        train(TrainSettings(data=prepared_data_dir, base="unused", out=trained_run_dir))
+    with pytest.raises(ConfigError, match="no checkpoint in"):
+        train(TrainSettings(data=prepared_data_dir, base="unused", out=tmp_path / "new", resume=True))
+
+
+def test_missing_dataset_is_one_clear_error(tmp_path: Path, tiny_base_dir: Path):
+    with pytest.raises(DatasetError, match="run `sobesednik prepare"):
+        train(TrainSettings(data=tmp_path / "nowhere", base=str(tiny_base_dir), out=tmp_path / "run"))
+
+
+def test_fp16_on_cpu_is_refused():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("fp16 is valid on CUDA")
+    with pytest.raises(ConfigError, match="fp16 needs a CUDA GPU"):
+        resolve_precision("fp16")
