@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
 
 from fakes.telegram_api import FakeTelegramAPI
+from sobesednik.bot.main import run_bot
+from sobesednik.bot.settings import BotSettings
+
+from .proxy import RecordingProxy
 
 TOKEN = "123456789:AAEexampleexampleexampleexample_-12"
 
@@ -56,3 +62,49 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def service_url(tiny_model_dir: Path) -> Iterator[str]:
+    """The real `sobesednik serve` process with the tiny model, shared by the bot tests of the session."""
+    from service_process import run_service
+
+    with run_service(tiny_model_dir) as service:
+        yield service.url
+
+
+@pytest.fixture
+async def proxy(service_url: str) -> AsyncIterator[RecordingProxy]:
+    async with RecordingProxy(service_url, free_port()) as proxy:
+        yield proxy
+
+
+@pytest.fixture
+def settings(fake_api: FakeTelegramAPI, proxy: RecordingProxy, tmp_path: Path) -> BotSettings:
+    """Settings of a bot that talks to the fake Bot API and, through the recording proxy, to the real service."""
+    return BotSettings(
+        token=TOKEN,
+        telegram_api=fake_api.base_url,
+        service_url=proxy.url,
+        service_deadline=2,  # seconds: the service-down test waits this long before the apology
+        storage=f"sqlite:///{tmp_path}/history.sqlite3",
+        max_tokens=8,  # the tiny model talks nonsense anyway; short replies keep the tests fast
+    )
+
+
+@asynccontextmanager
+async def running_bot(settings: BotSettings, fake_api: FakeTelegramAPI) -> AsyncIterator[None]:
+    """Run the real bot (`run_bot`) in this event loop until the block ends; ready once it polls or listens."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_bot(settings, stop))
+    ready = "setWebhook" if settings.webhook_url else "getUpdates"
+    waiting = asyncio.create_task(fake_api.wait_for(ready, len(fake_api.sent(ready)) + 1))
+    await asyncio.wait([task, waiting], return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        waiting.cancel()
+        task.result()  # raises what stopped the bot
+    try:
+        yield
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=30)

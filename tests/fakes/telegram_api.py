@@ -62,7 +62,8 @@ class FakeTelegramAPI:
     async def __aenter__(self) -> FakeTelegramAPI:
         app = web.Application()
         app.router.add_post("/bot{token}/{method}", self._handle)
-        self._runner = web.AppRunner(app)
+        # handler_cancellation: a long poll ends when the bot hangs up, as on Telegram's side.
+        self._runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=1, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
@@ -129,6 +130,10 @@ class FakeTelegramAPI:
         """Answer the next call of `method` with 429 Too Many Requests and this `retry_after`."""
         self._flood[method] = retry_after
 
+    def bot_messages(self, chat_id: int) -> list[dict[str, Any]]:
+        """The messages the bot has sent to a chat, as Telegram returned them (with their message ids)."""
+        return [m for (chat, _), m in sorted(self._messages.items()) if chat == chat_id and m["from"]["id"] == BOT_ID]
+
     def sent(self, method: str = "sendMessage", chat_id: int | None = None) -> list[dict[str, Any]]:
         return [
             call.params
@@ -174,11 +179,14 @@ class FakeTelegramAPI:
             }
             return web.json_response(body, status=429)
         if method == "getUpdates":
+            # Recorded on arrival: a bot waiting in a long poll is a ready bot.
+            self.calls.append(Call(method, params))
+            await self._notify()
             result: Any = await self._get_updates(params)
         else:
             result = self._answer(method, params)
-        self.calls.append(Call(method, params))
-        await self._notify()
+            self.calls.append(Call(method, params))
+            await self._notify()
         return web.json_response({"ok": True, "result": result})
 
     @staticmethod

@@ -48,12 +48,12 @@ def build_dispatcher(settings: BotSettings, store: HistoryStore, client: Service
     )
     dispatcher = Dispatcher(settings=settings, store=store, client=client, throttle=throttle)
     dispatcher.update.outer_middleware(AccessMiddleware(settings.allowed_ids))
-    dispatcher.include_routers(commands.router, messages.router, errors.router)
+    dispatcher.include_routers(commands.create_router(), messages.create_router(), errors.create_router())
     return dispatcher
 
 
 async def _prepare(bot: Bot, dispatcher: Dispatcher, settings: BotSettings) -> None:
-    """Check the token, set the command menu, and point Telegram at polling or at our webhook."""
+    """Check the token and set the command menu; in polling mode, drop a webhook left by a webhook deployment."""
     try:
         me = await bot.get_me()
     except TelegramUnauthorizedError:
@@ -70,13 +70,6 @@ async def _prepare(bot: Bot, dispatcher: Dispatcher, settings: BotSettings) -> N
     await bot.set_my_commands([BotCommand(command=name, description=text) for name, text in texts.COMMANDS.items()])
     if settings.webhook_url is None:
         await bot.delete_webhook(drop_pending_updates=False)
-    else:
-        assert settings.webhook_secret is not None  # checked by BotSettings
-        await bot.set_webhook(
-            settings.webhook_url,
-            secret_token=settings.webhook_secret.get_secret_value(),
-            allowed_updates=dispatcher.resolve_used_update_types(),
-        )
 
 
 async def _serve_polling(bot: Bot, dispatcher: Dispatcher, stop: asyncio.Event) -> None:
@@ -94,7 +87,7 @@ async def _serve_polling(bot: Bot, dispatcher: Dispatcher, stop: asyncio.Event) 
 
 
 async def _serve_webhook(bot: Bot, dispatcher: Dispatcher, settings: BotSettings, stop: asyncio.Event) -> None:
-    assert settings.webhook_secret is not None  # checked by BotSettings
+    assert settings.webhook_url is not None and settings.webhook_secret is not None  # checked by BotSettings
     app = web.Application()
     # Answers 401 to calls without the secret header; handles updates in the background after answering 200.
     SimpleRequestHandler(dispatcher, bot, secret_token=settings.webhook_secret.get_secret_value()).register(
@@ -105,6 +98,12 @@ async def _serve_webhook(bot: Bot, dispatcher: Dispatcher, settings: BotSettings
     try:
         await web.TCPSite(runner, settings.webhook_host, settings.webhook_port).start()
         logger.info("webhook listening on %s:%d%s", settings.webhook_host, settings.webhook_port, settings.webhook_path)
+        # Only once we listen: Telegram starts calling right away. Replicas all set the same URL and secret.
+        await bot.set_webhook(
+            settings.webhook_url,
+            secret_token=settings.webhook_secret.get_secret_value(),
+            allowed_updates=dispatcher.resolve_used_update_types(),
+        )
         await dispatcher.emit_startup(bot=bot, **dispatcher.workflow_data)
         await stop.wait()
         await dispatcher.emit_shutdown(bot=bot, **dispatcher.workflow_data)

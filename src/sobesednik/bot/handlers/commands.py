@@ -15,23 +15,26 @@ from sobesednik.bot import texts
 from sobesednik.bot.history import HistoryStore
 
 logger = logging.getLogger(__name__)
-router = Router(name=__name__)
-
-
-@router.message(CommandStart())
 async def command_start_handler(message: Message, bot: Bot) -> None:
     me = await bot.me()
     await message.answer(texts.START.format(username=me.username))
 
 
-@router.message(Command("help"))
 async def command_help_handler(message: Message, bot: Bot) -> None:
     me = await bot.me()
     await message.answer(texts.HELP.format(username=me.username))
 
 
-@router.message(Command("reset"))
 async def command_reset_handler(message: Message, store: HistoryStore) -> None:
     await store.clear(message.chat.id)
     logger.info("chat %d: history cleared", message.chat.id)
     await message.answer(texts.RESET_DONE)
+
+
+def create_router() -> Router:
+    """A fresh router per Dispatcher (a router can be attached once; tests and restarts build several)."""
+    router = Router(name=__name__)
+    router.message.register(command_start_handler, CommandStart())
+    router.message.register(command_help_handler, Command("help"))
+    router.message.register(command_reset_handler, Command("reset"))
+    return router

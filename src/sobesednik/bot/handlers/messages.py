@@ -24,8 +24,6 @@ from sobesednik.bot.middlewares import Throttle, ThrottledError
 from sobesednik.bot.settings import BotSettings
 
 logger = logging.getLogger(__name__)
-router = Router(name=__name__)
-
 TELEGRAM_MESSAGE_LIMIT = 4096  # characters per message, Bot API sendMessage
 
 
@@ -75,7 +73,6 @@ def _user_turn(message: Message, me: User) -> StoredMessage:
     )
 
 
-@router.message(F.text)
 async def message_handler(
     message: Message,
     bot: Bot,
@@ -113,11 +110,18 @@ async def message_handler(
         reply_to = sent.message_id
 
 
-@router.edited_message(F.text)
 async def edited_message_handler(message: Message, bot: Bot, store: HistoryStore) -> None:
     await store.add(message.chat.id, _user_turn(message, await bot.me()))
 
 
-@router.message(F.chat.type == ChatType.PRIVATE)
 async def non_text_handler(message: Message) -> None:
     await message.answer(texts.NON_TEXT)
+
+
+def create_router() -> Router:
+    """A fresh router: text → reply, edits → history, other private messages → a note (in this order)."""
+    router = Router(name=__name__)
+    router.message.register(message_handler, F.text)
+    router.edited_message.register(edited_message_handler, F.text)
+    router.message.register(non_text_handler, F.chat.type == ChatType.PRIVATE)
+    return router
