@@ -46,7 +46,7 @@ class ServiceHandle:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
 
-def _wait_ready(handle: ServiceHandle, timeout: float) -> None:
+def wait_ready(handle: ServiceHandle, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if handle.process.poll() is not None:
@@ -59,6 +59,26 @@ def _wait_ready(handle: ServiceHandle, timeout: float) -> None:
                 return
         time.sleep(0.2)
     raise ServiceError(f"sobesednik serve was not ready after {timeout:.0f} s; its log:\n{handle.log()}")
+
+
+def start_process(command: list[str], *, env: Mapping[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    """Start `command` with `env` over the current environment, its output going to `log_path`."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("wb") as log_file:
+        return subprocess.Popen(
+            command, stdout=log_file, stderr=subprocess.STDOUT, cwd=log_path.parent,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
+        )
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> int:
+    """SIGTERM, then SIGKILL after STOP_TIMEOUT_S; returns the exit code."""
+    process.terminate()
+    try:
+        return process.wait(STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.wait()
 
 
 @contextlib.contextmanager
@@ -74,22 +94,12 @@ def run_service(
     """`python -m sobesednik serve --model MODEL_DIR --port PORT` until the block ends; yields its handle."""
     port = port or free_port()
     log_path = log_path or Path(tempfile.mkdtemp(prefix="sobesednik-serve-")) / "serve.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    child_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     command = [sys.executable, "-m", "sobesednik", "serve", "--model", str(Path(model_dir).resolve()),
                "--host", "127.0.0.1", "--port", str(port), *args]
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            command, stdout=log_file, stderr=subprocess.STDOUT, env=child_env, cwd=log_path.parent
-        )
+    process = start_process(command, env=env or {}, log_path=log_path)
     handle = ServiceHandle(process, f"http://127.0.0.1:{port}", port, log_path)
     try:
-        _wait_ready(handle, ready_timeout)
+        wait_ready(handle, ready_timeout)
         yield handle
     finally:
-        process.terminate()
-        try:
-            process.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
