@@ -109,6 +109,22 @@ async def test_group_reply_to_the_bot_is_answered_and_other_types_ignored(fake_a
     assert proxy.last_messages[-2]["role"] == "assistant"
 
 
+async def test_group_reply_probability_one_answers_everything(fake_api, settings, proxy):
+    settings = BotSettings(**{**settings.model_dump(), "group_reply_probability": 1.0})
+    async with running_bot(settings, fake_api):
+        await say(fake_api, "всем привет", GROUP, chat_type="group")
+    assert proxy.last_messages == [{"role": "user", "content": "всем привет"}]
+
+
+async def test_rate_limit_asks_the_user_to_wait(fake_api, settings, proxy):
+    settings = BotSettings(**{**settings.model_dump(), "rate_limit_messages": 1, "rate_limit_seconds": 600})
+    async with running_bot(settings, fake_api):
+        await say(fake_api, "раз")
+        note = await say(fake_api, "два")
+    assert note["text"] == texts.RATE_LIMITED.format(seconds=600)
+    assert len(proxy.requests) == 1
+
+
 async def test_private_non_text_gets_a_note_and_edits_no_reply(fake_api, settings, proxy):
     async with running_bot(settings, fake_api):
         note = await say(fake_api, None, extra={"sticker": _STICKER})
