@@ -53,7 +53,12 @@ async def test_chat_sends_messages_and_key_and_returns_content():
 
 async def test_retries_transient_failures_then_succeeds():
     answers = iter(
-        [httpx.ConnectError("refused"), httpx.Response(503, json={"error": {"message": "loading"}}), None]
+        [
+            httpx.ConnectError("refused"),
+            httpx.ReadTimeout("slow"),
+            httpx.Response(503, json={"error": {"message": "loading"}}),
+            None,
+        ]
     )
 
     def handler(request: httpx.Request) -> httpx.Response:
