@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from itertools import pairwise
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from sobesednik.cli import app
 from sobesednik.data.split import SPLITS
+from sobesednik.errors import ConfigError
+
+from .exports import all_samples, msg, read_jsonl, run_prepare
 
 runner = CliRunner()
 
@@ -49,3 +54,99 @@ def test_cli_prepare_missing_file_is_one_line_and_exit_2(tmp_path: Path) -> None
     assert result.exit_code == 2
     assert "nope.json: no such file" in result.output
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (None, "no such file"),
+    ("DIR", "is a directory"),
+    (b"", "is empty"),
+    (b"<!DOCTYPE html><html><head><title>Exported Data</title></head></html>", "is not JSON (an HTML export?)"),
+    ('{"name": "c", "messages": [{"id": 1, "type": "message", "text": "обры'.encode(), "is truncated"),
+    (b'{"name": "c", "id": 1}', "holds no messages"),
+    (b"[1, 2, 3]", "holds no messages"),
+    (b'{"name": "c", "messages": [{"id": 1, "type": "service", "text": ""}, {"id": 2, "type": "message", '
+     b'"from_id": "user1", "photo": "p.jpg", "text": ""}]}', "no message with usable text"),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, content: bytes | str | None, message: str):
+    path = tmp_path / "result.json"
+    if content == "DIR":
+        path.mkdir()
+    elif content is not None:
+        path.write_bytes(content)
+    result = runner.invoke(app, ["prepare", str(path), "--out", str(tmp_path / "data")])
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert str(path) in result.output
+    assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
+
+
+def test_no_samples_and_bad_options_exit_2(make_export: Callable[..., Path], tmp_path: Path):
+    path = make_export([msg(1, "user1", "одно сообщение")])
+    result = runner.invoke(app, ["prepare", str(path), "--out", str(tmp_path / "a")])
+    assert result.exit_code == 2 and "no samples left" in result.output
+    result = runner.invoke(app, ["prepare", str(path), "--out", str(tmp_path / "b"), "--valid", "0.6", "--test", "0.5"])
+    assert result.exit_code == 2 and "must leave samples for training" in result.output
+    result = runner.invoke(app, ["prepare", str(path), "--out", str(path)])
+    assert result.exit_code == 2 and "is a file" in result.output
+
+
+def _chat(count: int, authors: str = "ab") -> list[dict]:
+    return [msg(i, f"user{authors[i % len(authors)]}", f"сообщение номер {i}") for i in range(1, count + 1)]
+
+
+def test_speaker_restricts_targets_by_id_or_name(make_export: Callable[..., Path], tmp_path: Path):
+    path = make_export(_chat(30, "abc"))
+    stats = run_prepare(path, tmp_path / "id", speaker=["usera"])
+    assert stats["authors"]["with_samples"] == 1
+    assert stats["dropped"]["not_speaker"] == 2 * stats["samples"] or stats["dropped"]["not_speaker"] > 0
+    by_name = run_prepare(path, tmp_path / "name", speaker=["имя USERA"])
+    assert by_name["samples"] == stats["samples"]
+    with pytest.raises(ConfigError, match="--speaker 'Никто' matches no author"):
+        run_prepare(path, tmp_path / "none", speaker=["Никто"])
+
+
+def test_mask_pii_reaches_the_dataset(make_export: Callable[..., Path], tmp_path: Path):
+    path = make_export([msg(1, "user1", "дай телефон"), msg(2, "user2", "звони +7 912 345-67-89 или пиши a@b.ru")])
+    run_prepare(path, tmp_path / "masked", mask_pii=True)
+    [sample] = all_samples(tmp_path / "masked")
+    assert sample["messages"][-1]["content"] == "звони <PHONE> или пиши <EMAIL>"
+
+
+def test_chat_picks_chats_of_a_full_account_export(tmp_path: Path):
+    chats = [{"name": name, "id": chat_id, "type": "personal_chat", "messages": _chat(6)}
+             for name, chat_id in (("Мама", 1), ("Дача", 2))]
+    path = tmp_path / "result.json"
+    path.write_text(json.dumps({"about": "", "chats": {"list": chats}}, ensure_ascii=False), encoding="utf-8")
+    both = run_prepare(path, tmp_path / "both")
+    one = run_prepare(path, tmp_path / "one", chat=["2"])
+    assert both["chats"] == 2 and one["chats"] == 1 and one["skipped"]["chat_not_selected"] == 6
+    assert {row["meta"]["chat_id"] for row in all_samples(tmp_path / "one")} == {2}
+    with pytest.raises(ConfigError, match="matches no chat"):
+        run_prepare(path, tmp_path / "none", chat=["Работа"])
+
+
+def test_split_by_time_puts_the_newest_conversation_into_test(make_export: Callable[..., Path], tmp_path: Path):
+    # Ten conversations a day apart, four samples each.
+    messages = [msg(day * 10 + i, f"user{'ab'[i % 2]}", f"день {day} реплика {i}", minute=day * 1440 + i)
+                for day in range(10) for i in range(1, 6)]
+    run_prepare(make_export(messages), tmp_path / "t", split_by="time", valid=0.1, test=0.1)
+    test_days = {row["messages"][-1]["content"].split()[1] for row in read_jsonl(tmp_path / "t" / "test.jsonl")}
+    valid_days = {row["messages"][-1]["content"].split()[1] for row in read_jsonl(tmp_path / "t" / "valid.jsonl")}
+    assert (test_days, valid_days) == ({"9"}, {"8"})
+
+
+def test_show_names_and_stats_markdown(sample_export: Path, tmp_path: Path):
+    stats = run_prepare(sample_export, tmp_path / "names", show_names=True)
+    assert "Аня Белова" in json.dumps(stats, ensure_ascii=False)
+    markdown = (tmp_path / "names" / "stats.md").read_text(encoding="utf-8")
+    assert "| `forwarded` |" in markdown and "Аня Белова" in markdown
+    hidden = (tmp_path / "hidden" / "stats.md")
+    run_prepare(sample_export, tmp_path / "hidden")
+    assert "Аня Белова" not in hidden.read_text(encoding="utf-8")
+
+
+def test_same_inputs_and_options_give_the_same_files(sample_export: Path, tmp_path: Path):
+    run_prepare(sample_export, tmp_path / "one", seed=3)
+    run_prepare(sample_export, tmp_path / "two", seed=3)
+    for split in SPLITS:
+        assert (tmp_path / "one" / f"{split}.jsonl").read_bytes() == (tmp_path / "two" / f"{split}.jsonl").read_bytes()

@@ -37,6 +37,7 @@ class Groups:
         return len(self._parent) - 1
 
     def touch(self, index: int, date: int) -> None:
+        """Record that conversation `index` has a message at unix time `date`."""
         if date > self.newest[index]:
             self.newest[index] = date
 
@@ -55,7 +56,15 @@ class Groups:
             # The older root stays the root, so a group's root is its first conversation.
             low, high = sorted((root_a, root_b))
             self._parent[high] = low
-            self.newest[low] = max(self.newest[low], self.newest[high])
+
+    def newest_by_root(self) -> dict[int, int]:
+        """Unix time of the newest message of each group, keyed by the group's root."""
+        newest: dict[int, int] = {}
+        for index, date in enumerate(self.newest):
+            root = self.find(index)
+            if date > newest.get(root, date - 1):
+                newest[root] = date
+        return newest
 
     def __len__(self) -> int:
         return len(self._parent)
@@ -67,7 +76,8 @@ def assign_splits(groups: Groups, samples_per_root: Mapping[int, int], *, valid:
     roots = sorted(samples_per_root)
     if by == "time":
         # Newest first; groups' newest messages decide, ties broken by root for determinism.
-        roots.sort(key=lambda root: (-groups.newest[root], root))
+        newest = groups.newest_by_root()
+        roots.sort(key=lambda root: (-newest[root], root))
     else:
         random.Random(seed).shuffle(roots)
     total = sum(samples_per_root.values())

@@ -14,8 +14,9 @@ Rules (docs/data.md has the reasons):
 - when a turn closes it becomes a `Candidate`: its context is the reply chain of its first message when it
   has one (followed up through `reply_to_message_id`; a missing target or a cycle ends the chain), otherwise
   the preceding turns of the conversation;
-- the target's author is `assistant`, everyone else `user`; adjacent turns of one role merge; at most
-  `context_turns` turns of context are kept, and the turn right before the reply must be a `user` turn;
+- at most `context_turns` turns (messages, in a reply chain) before the reply are its context; then the
+  target's author is `assistant`, everyone else `user`, and adjacent turns of one role merge (so a group
+  chat's three other speakers become one `user` turn); the turn right before the reply must be a `user` turn;
 - in forum supergroups a reply to a topic's opening service message only marks the topic, so it is not a reply.
 
 Every conversation is a node of `split.Groups`; a reply chain that reaches into an older conversation joins
@@ -25,15 +26,13 @@ the two, so that no sample shares text with a sample of another split.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 from sobesednik.data.export import Message
 from sobesednik.data.settings import PrepareSettings
 from sobesednik.data.split import Groups
 from sobesednik.data.stats import Stats
-
-_DEPTH_FACTOR = 4  # raw turns kept per context turn: several users' turns merge into one `user` turn
 
 
 class Candidate(NamedTuple):
@@ -88,8 +87,7 @@ class DialogueBuilder:
                  sink: Callable[[Candidate], None]) -> None:
         self._gap = settings.gap_minutes * 60
         self._merge = settings.merge_seconds
-        self._context_turns = settings.context_turns
-        self._depth = settings.context_turns * _DEPTH_FACTOR
+        self._depth = settings.context_turns
         self._groups = groups
         self._stats = stats
         self._sink = sink
@@ -119,7 +117,7 @@ class DialogueBuilder:
             topic = self._store[reply_to].topic
         conversation = self._conversations.pop(topic, None)
         if conversation is not None:
-            self._close(conversation)
+            self._end(conversation)
 
     def add(self, message: Message) -> bool:
         """Feed the next kept message of the current chat; False when its id was already seen."""
@@ -138,11 +136,11 @@ class DialogueBuilder:
         conversation = self._conversations.get(topic)
         if conversation is None or message.date - conversation.last_date > self._gap:
             if conversation is not None:
-                self._close(conversation)
+                self._end(conversation)
             conversation = _Conversation(self._groups.add(message.date), message.id, message.date, self._depth)
             self._conversations[topic] = conversation
-        conversation.last_date = max(conversation.last_date, message.date)
-        self._groups.touch(conversation.group, message.date)
+        elif message.date > conversation.last_date:
+            conversation.last_date = message.date
 
         turn = conversation.open
         if (turn is not None and not reply_to and turn.author is author
@@ -159,8 +157,12 @@ class DialogueBuilder:
     def finish(self) -> None:
         """Close every open turn of the current chat."""
         for conversation in self._conversations.values():
-            self._close(conversation)
+            self._end(conversation)
         self._conversations = {}
+
+    def _end(self, conversation: _Conversation) -> None:
+        self._close(conversation)
+        self._groups.touch(conversation.group, conversation.last_date)
 
     def _resolve_reply(self, message: Message) -> tuple[int, int]:
         """(reply target to follow or 0, topic) of a message."""
@@ -190,14 +192,14 @@ class DialogueBuilder:
         if turn.reply_to:
             raw, thread = self._reply_chain(turn.reply_to, conversation.group)
         else:
-            raw, thread = list(conversation.turns), conversation.first_id
-        context = _merge_roles(raw, turn.author)[-self._context_turns :]
-        if not context:
+            raw, thread = conversation.turns, conversation.first_id
+        if not raw:
             self._stats.dropped["no_context"] += 1
             return
-        if context[-1][0] == "assistant":
+        if raw[-1][0] == turn.author:
             self._stats.dropped["follows_own_turn"] += 1
             return
+        context = _context(raw, turn.author)
         self._sink(Candidate(context, text, turn.ids, turn.author, self._chat_id, thread, conversation.group,
                              turn.date))
 
@@ -221,8 +223,8 @@ class DialogueBuilder:
         return chain, chain[0][2][0]
 
 
-def _merge_roles(raw: list[tuple[str, str, list[int]]], assistant: str) -> list[tuple[str, str, list[int]]]:
-    """(author, text, ids) turns → (role, text, ids) turns with adjacent same-role turns merged."""
+def _context(raw: Sequence[tuple[str, str, list[int]]], assistant: str) -> list[tuple[str, str, list[int]]]:
+    """(author, text, ids) turns → (role, text, ids) turns, adjacent same-role turns merged."""
     merged: list[tuple[str, str, list[int]]] = []
     for author, text, ids in raw:
         role = "assistant" if author == assistant else "user"
