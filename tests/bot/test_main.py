@@ -91,7 +91,9 @@ async def test_group_answers_mentions_and_keeps_the_rest_as_context(fake_api, se
         mention = f"@{BOT_USERNAME} а ты видел?"
         sent = await say(fake_api, mention, GROUP, user=bob, chat_type="supergroup", entities=fake_api.mention(mention))
     assert len(fake_api.sent("sendMessage", GROUP)) == 1  # the unaddressed message got no answer
-    assert sent["reply_parameters"]["message_id"] == 2  # answers the mention, as a Telegram reply
+    # Answers the mention as a Telegram reply, sent even if the user deletes the message meanwhile.
+    reply = sent["reply_parameters"]
+    assert (reply["message_id"], reply["allow_sending_without_reply"]) == (2, True)
     assert proxy.last_messages == [{"role": "user", "content": "кто-нибудь видел кота?\nа ты видел?"}]
 
 

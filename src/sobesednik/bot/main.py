@@ -14,6 +14,7 @@ import logging
 import signal
 
 from aiogram import Bot, Dispatcher
+from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.exceptions import TelegramNetworkError, TelegramUnauthorizedError
@@ -36,7 +37,8 @@ def build_bot(settings: BotSettings) -> Bot:
     """aiogram's Bot on the configured Bot API server, with flood-control retries on every call."""
     session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api))
     session.middleware(RetryAfterMiddleware(settings.flood_retries))
-    return Bot(settings.token_value, session=session)
+    # A user may delete the message the bot is answering; the answer is still worth sending.
+    return Bot(settings.token_value, session=session, default=DefaultBotProperties(allow_sending_without_reply=True))
 
 
 def build_dispatcher(settings: BotSettings, store: HistoryStore, client: ServiceClient) -> Dispatcher:
