@@ -25,7 +25,7 @@ class _ExampleSettings(BaseSettings):
 def test_describe_reads_env_names_flags_defaults_and_comments():
     described = {s.env: s for s in settings_docs.describe(_ExampleSettings)}
     assert described["SOBESEDNIK_EXAMPLE_MAX_TOKENS"].comment == "tokens per request, said over two lines"
-    assert described["SOBESEDNIK_EXAMPLE_MAX_TOKENS"].flag == "--max-tokens"
+    assert described["SOBESEDNIK_EXAMPLE_MAX_TOKENS"].flag == ""  # no command given: env-only
     assert described["SOBESEDNIK_EXAMPLE_MAX_TOKENS"].default == "40"
     assert described["SOBESEDNIK_EXAMPLE_TOKEN"].secret
     assert described["SOBESEDNIK_EXAMPLE_TOKEN"].comment == "from @BotFather"
@@ -48,3 +48,10 @@ def test_check_reports_a_stale_readme(tmp_path: Path, capsys):
     assert "README.md is out of date" in capsys.readouterr().err
     assert settings_docs.main(["--root", str(tmp_path)]) == 0
     assert settings_docs.main(["--check", "--root", str(tmp_path)]) == 0
+
+
+def test_flags_come_from_the_cli_and_secrets_have_none():
+    flags = settings_docs.command_flags("bot")
+    assert flags["service_url"] == "--service-url"
+    assert "token" not in flags, "secrets must not be CLI flags: they would show in the process list"
+    assert settings_docs.command_flags("export")["run_dir"] == "argument"

@@ -66,8 +66,20 @@ def _field_comments(settings_class: type[BaseSettings]) -> dict[str, str]:
     return comments
 
 
-def describe(settings_class: type[BaseSettings]) -> list[Setting]:
-    """One `Setting` per field of `settings_class`, in declaration order."""
+def command_flags(command: str) -> dict[str, str]:
+    """Setting name → how the CLI command takes it (`--flag`, or `argument`); missing names are env-only."""
+    from typer.main import get_command
+
+    from sobesednik.cli import app
+
+    flags = {}
+    for param in get_command(app).commands[command].params:  # type: ignore[attr-defined]
+        flags[param.name] = "argument" if param.param_type_name == "argument" else param.opts[0]
+    return flags
+
+
+def describe(settings_class: type[BaseSettings], flags: dict[str, str] | None = None) -> list[Setting]:
+    """One `Setting` per field of `settings_class`, in declaration order; `flags` from `command_flags`."""
     prefix = settings_class.model_config.get("env_prefix", "")
     comments = _field_comments(settings_class)
     described = []
@@ -84,7 +96,7 @@ def describe(settings_class: type[BaseSettings]) -> list[Setting]:
         described.append(
             Setting(
                 env=f"{prefix}{name}".upper(),
-                flag="--" + name.replace("_", "-"),
+                flag=(flags or {}).get(name, ""),
                 default=shown,
                 comment=comments.get(name) or field.description or "",
                 secret="SecretStr" in str(field.annotation),
@@ -94,25 +106,28 @@ def describe(settings_class: type[BaseSettings]) -> list[Setting]:
     return described
 
 
-def _settings_classes() -> list[type[BaseSettings]]:
+def _settings_of_commands() -> list[tuple[str, type[BaseSettings]]]:
     from sobesednik.api.settings import ApiSettings
     from sobesednik.bot.settings import BotSettings
     from sobesednik.data.settings import PrepareSettings
+    from sobesednik.demo import DemoSettings
     from sobesednik.training.settings import EvaluateSettings, ExportSettings, TinyModelSettings, TrainSettings
 
-    return [PrepareSettings, TinyModelSettings, TrainSettings, EvaluateSettings, ExportSettings, ApiSettings,
-            BotSettings]
+    return [("prepare", PrepareSettings), ("tiny-model", TinyModelSettings), ("train", TrainSettings),
+            ("evaluate", EvaluateSettings), ("export", ExportSettings), ("serve", ApiSettings), ("bot", BotSettings),
+            ("demo", DemoSettings)]
 
 
-def render_table(classes: list[type[BaseSettings]]) -> str:
+def render_table(commands: list[tuple[str, type[BaseSettings]]]) -> str:
     out = [TABLE_START, ""]
-    for settings_class in classes:
-        out += [f"**{settings_class.__name__}**", "", "| environment variable | flag | default | meaning |",
-                "|---|---|---|---|"]
-        for s in describe(settings_class):
+    for command, settings_class in commands:
+        out += [f"**`sobesednik {command}`** ({settings_class.__name__}; no flag: environment or `.env` only)", "",
+                "| environment variable | flag | default | meaning |", "|---|---|---|---|"]
+        for s in describe(settings_class, command_flags(command)):
             default = f"`{s.default}`" if s.default else ""
+            flag = f"`{s.flag}`" if s.flag else ""
             comment = s.comment.replace("|", "\\|")
-            out.append(f"| `{s.env}` | `{s.flag}` | {default} | {comment} |")
+            out.append(f"| `{s.env}` | {flag} | {default} | {comment} |")
         out.append("")
     out.append(TABLE_END)
     return "\n".join(out)
@@ -155,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     readme_path, env_path = args.root / "README.md", args.root / ".env.example"
     readme = readme_path.read_text(encoding="utf-8")
     wanted = {
-        readme_path: replace_table(readme, render_table(_settings_classes())),
+        readme_path: replace_table(readme, render_table(_settings_of_commands())),
         env_path: render_env_example(ApiSettings, BotSettings),
     }
     stale = [path for path, text in wanted.items() if not path.exists() or path.read_text(encoding="utf-8") != text]
