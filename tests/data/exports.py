@@ -39,4 +39,4 @@ def run_prepare(exports: Path | list[Path], out: Path, **options: Any) -> dict[s
     from sobesednik.data.settings import PrepareSettings
 
     paths = exports if isinstance(exports, list) else [exports]
-    return prepare(PrepareSettings(exports=paths, out=out, progress=False, **options)).stats
+    return prepare(PrepareSettings(exports=paths, out=out, **{"progress": False, **options})).stats

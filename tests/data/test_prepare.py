@@ -150,3 +150,25 @@ def test_same_inputs_and_options_give_the_same_files(sample_export: Path, tmp_pa
     run_prepare(sample_export, tmp_path / "two", seed=3)
     for split in SPLITS:
         assert (tmp_path / "one" / f"{split}.jsonl").read_bytes() == (tmp_path / "two" / f"{split}.jsonl").read_bytes()
+
+
+def test_quirky_export_is_handled_not_fatal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from sobesednik.data import prepare as prepare_module
+
+    monkeypatch.setattr(prepare_module, "_PROGRESS_MIN_BYTES", 0)  # draw the progress bar too
+    huge = "б" * 10_000_000  # a 10 MB paste
+    messages = [msg(1, "user1", "вопрос\\x0bс табуляцией"), msg(2, 7, "ответ"), msg(3, None, huge),
+                msg(4, "user1", "после простыни"), msg(5, "user2", "ответ на будущее", reply_to_message_id=99),
+                msg(6, "user1", "ок, понял", unknown={"nested": [1, 2]}, forwarded_from=None)]
+    body = json.dumps({"name": "c", "id": 1, "messages": messages}, ensure_ascii=False)
+    path = tmp_path / "result.json"
+    # Telegram Desktop's invalid `\xNN` escape and a byte-order mark, as real exports have them.
+    path.write_bytes(b"\xef\xbb\xbf" + body.replace("\\\\x0b", "\\x0b").encode())
+    stats = run_prepare(path, tmp_path / "out", progress=True)
+    replies = {row["messages"][-1]["content"]: row for row in all_samples(tmp_path / "out")}
+    assert replies["ответ"]["messages"][0]["content"] == "вопрос с табуляцией"  # \x0b is whitespace
+    # The paste is no reply, and the two replies whose (merged) user turn holds it have no context left.
+    assert "после простыни" not in replies and "ответ на будущее" not in replies
+    assert stats["dropped"]["reply_too_long"] == 1 and stats["dropped"]["context_too_long"] == 2
+    assert stats["quirks"]["integer_from_id"] == 1 and stats["quirks"]["reply_to_later_message"] == 1
+    assert stats["skipped"]["forwarded"] == 1
