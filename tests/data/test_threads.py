@@ -22,7 +22,7 @@ def build(messages: list[Any], **options: Any) -> tuple[list[Candidate], Stats, 
     builder.start_chat(1)
     for message in messages:
         if isinstance(message, dict):
-            builder.note_service(message)
+            builder.note_topic(message["id"])
         elif isinstance(message, tuple) and message[0] == "break":
             builder.break_conversation(message[1])
         else:

@@ -12,6 +12,7 @@ conversations) and the spool is routed into the three files. This module is the 
 from __future__ import annotations
 
 import json
+import os
 from array import array
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -22,8 +23,9 @@ from pathlib import Path
 import orjson
 
 from sobesednik import __version__
-from sobesednik.data.export import ChatInfo, ExportStream, normalise_message
+from sobesednik.data.export import ExportStream
 from sobesednik.data.filters import Deduplicator, reply_drop_reason, trim_context
+from sobesednik.data.reader import read_events
 from sobesednik.data.settings import PrepareSettings
 from sobesednik.data.split import SPLITS, Groups, assign_splits
 from sobesednik.data.stats import Stats, write_stats
@@ -31,6 +33,7 @@ from sobesednik.data.threads import Candidate, DialogueBuilder
 from sobesednik.errors import ConfigError, DatasetError, ExportFormatError
 
 _PROGRESS_MIN_BYTES = 8 << 20  # smaller inputs finish before a bar would be worth drawing
+_PARALLEL_MIN_BYTES = 8 << 20  # below this, starting the reader process costs more than it saves
 _SPOOL = ".prepare-spool.jsonl"
 _BUFFER = 1 << 20  # bytes; the default 8 KB buffer costs a system call every ~20 samples
 
@@ -106,40 +109,33 @@ def _progress(settings: PrepareSettings, streams: list[ExportStream]) -> Iterato
         yield lambda size: progress.advance(task, size)
 
 
-def _chat_selected(chat: ChatInfo, wanted: list[str]) -> bool:
-    return not wanted or chat.name in wanted or str(chat.id) in wanted
-
-
-def _read(settings: PrepareSettings, streams: list[ExportStream], builder: DialogueBuilder, stats: Stats) -> None:
-    quirks = stats.quirks
-    options = {"mask_pii": settings.mask_pii, "keep_forwarded": settings.keep_forwarded,
-               "keep_via_bot": settings.keep_via_bot}
+def _read(settings: PrepareSettings, streams: list[ExportStream], builder: DialogueBuilder, stats: Stats,
+          on_bytes: Callable[[int], None] | None) -> None:
+    total = sum(stream.path.stat().st_size for stream in streams)
+    parallel = total >= _PARALLEL_MIN_BYTES and (os.cpu_count() or 1) > 1
     chat_names: list[str] = []
-    for stream in streams:
-        current: ChatInfo | None = None
-        selected = False
-        last_date = 0
-        for chat, raw in stream:
-            if chat is not current:
-                current, selected = chat, _chat_selected(chat, settings.chat)
-                chat_names.append(chat.name)
-                stats.chats += selected
-                builder.start_chat(chat.id)
+    selected = False
+    for event in read_events(streams, settings, stats.quirks, parallel=parallel, on_bytes=on_bytes):
+        kind = event[0]
+        if kind == "message":
             stats.messages_read += 1
-            if not selected:
-                stats.skipped["chat_not_selected"] += 1
-                continue
-            message = normalise_message(raw, quirks, last_date=last_date, **options)
-            if type(message) is str:
-                stats.skipped[message] += 1
-                if message == "service":
-                    builder.note_service(raw)
-                elif message in ("forwarded", "via_bot"):
-                    builder.break_conversation(raw.get("reply_to_message_id"))
-                continue
-            last_date = message.date
-            stats.messages_kept += builder.add(message)
-        builder.finish()
+            stats.messages_kept += builder.add(event[1])
+        elif kind == "skip":
+            stats.messages_read += 1
+            reason, extra = event[1], event[2]
+            stats.skipped[reason] += 1
+            if reason == "service" and extra is not None:
+                builder.note_topic(extra)
+            elif reason in ("forwarded", "via_bot"):
+                builder.break_conversation(extra)
+        elif kind == "chat":
+            chat, selected = event[1], event[2]
+            chat_names.append(chat.name)
+            stats.chats += selected
+            builder.start_chat(chat.id)
+        else:  # "end" of a file
+            streams[event[1]].sha256 = event[2]
+    builder.finish()
     if settings.chat and not stats.chats:
         shown = ", ".join(repr(name) for name in chat_names[:10]) or "none"
         raise ConfigError(f"--chat {settings.chat} matches no chat; chats in the export: {shown}")
@@ -218,9 +214,7 @@ def prepare(settings: PrepareSettings) -> PrepareResult:
     try:
         builder = DialogueBuilder(settings, groups, stats, _sample_sink(settings, stats, spool))
         with _progress(settings, streams) as on_bytes:
-            for stream in streams:
-                stream.on_bytes = on_bytes
-            _read(settings, streams, builder, stats)
+            _read(settings, streams, builder, stats, on_bytes)
         spool.file.close()
         stats.conversations = len(groups)
         stats.authors = {author: sorted(names) for author, names in builder.names.items()}

@@ -105,10 +105,10 @@ class DialogueBuilder:
         self._store = {}
         self._topics = set()
 
-    def note_service(self, raw: dict[str, Any]) -> None:
-        """Remember forum topics: their opening service message is what topic members "reply" to."""
-        if raw.get("action") == "topic_created" and type(raw.get("id")) is int:
-            self._topics.add(raw["id"])
+    def note_topic(self, topic_id: Any) -> None:
+        """Remember a forum topic: its opening service message is what the topic's messages "reply" to."""
+        if type(topic_id) is int:
+            self._topics.add(topic_id)
 
     def break_conversation(self, reply_to: Any) -> None:
         """A skipped forward or via-bot message: the talk around it is cut in two."""
