@@ -1,0 +1,1 @@
+"""The `prepare` stage: Telegram Desktop exports → dialogue datasets (see docs/data.md)."""
