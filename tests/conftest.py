@@ -108,7 +108,7 @@ def tiny_base_dir(tmp_path_factory: pytest.TempPathFactory, prepared_data_dir: P
     from sobesednik.training.settings import TinyModelSettings
 
     out = tmp_path_factory.mktemp("tiny-base") / "model"
-    return build_tiny_base(TinyModelSettings(data=prepared_data_dir, out=out, pretrain_steps=100)).model_dir
+    return build_tiny_base(TinyModelSettings(data=prepared_data_dir, out=out, pretrain_steps=60)).model_dir
 
 
 @pytest.fixture(scope="session")

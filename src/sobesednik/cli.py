@@ -194,8 +194,10 @@ def train_command(
 
     result = train(build_settings(TrainSettings, **with_config_file(flags.pop("config"), flags)))
     best = f", best valid loss {result.best_valid_loss:.4f}" if result.best_valid_loss is not None else ""
-    typer.echo(f"adapter written to {result.adapter_dir} after {result.steps} steps{best} "
-               f"({result.train_samples} samples, {result.dropped_too_long} dropped as too long)")
+    typer.echo(f"process {result.process_index + 1}/{result.num_processes}: {result.steps} steps{best}")
+    if result.process_index == 0:
+        typer.echo(f"adapter written to {result.adapter_dir} ({result.train_samples} samples, "
+                   f"{result.dropped_too_long} dropped as too long)")
 
 
 @app.command("evaluate")

@@ -11,6 +11,7 @@ the embeddings when role tokens had to be added; `load_run` loads a training run
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -46,15 +47,17 @@ def check_model_source(name: str, marker: str = "config.json") -> str:
 def _from_pretrained(loader: Any, name: str, marker: str = "config.json", **kwargs: Any) -> Any:
     """Call `loader.from_pretrained`, turning "cannot find it" into one line with the fix."""
     source = check_model_source(name, marker)
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in {"1", "true", "yes", "on"}:
+        kwargs["local_files_only"] = True  # read at call time: huggingface_hub reads it only once, at import
     try:
         return loader.from_pretrained(source, **kwargs)
     except OSError as error:
         if Path(source).is_dir():
             raise ModelDirError(f"cannot load {source}: {error}".splitlines()[0]) from None
         raise ModelDirError(
-            f"base model {name!r} is not in the local cache and no network (or no such model on the Hub): "
-            "pass a local directory (e.g. --base models/tiny from `sobesednik tiny-model`), "
-            "or run once with network access to download it"
+            f"base model {name!r} is not in the local cache and no network: pass a local directory "
+            "(e.g. --base models/tiny from `sobesednik tiny-model`), or run once with network access "
+            "(and check the Hub id) to download it"
         ) from None
 
 
@@ -92,6 +95,7 @@ def load_base(
     import torch
     from transformers import AutoModelForCausalLM
 
+    check_model_source(name)  # a model dir is checked for its weights' config before the tokenizer loads
     tokenizer, added = load_tokenizer(name)
     kwargs: dict[str, Any] = {"dtype": getattr(torch, dtype)}
     if load_in_4bit:

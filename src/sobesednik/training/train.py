@@ -37,6 +37,8 @@ class TrainResult:
     best_valid_loss: float | None
     train_samples: int
     dropped_too_long: int
+    process_index: int  # this process in a data-parallel run (0 writes the files)
+    num_processes: int
 
 
 def resolve_precision(precision: str) -> str:
@@ -133,6 +135,7 @@ def _metrics_callback(path: Path) -> Any:
 
 def train(settings: TrainSettings) -> TrainResult:
     """Run the stage; returns where the adapter went and what it reached."""
+    import torch
     import yaml
     from transformers import EarlyStoppingCallback, Trainer, set_seed
 
@@ -148,7 +151,8 @@ def train(settings: TrainSettings) -> TrainResult:
     valid_dialogues = read_jsonl(valid_file)
     valid_set = ConversationDataset(valid_dialogues, tokenizer, settings.max_length)
     model.config.use_cache = False  # no KV cache in training; packing needs it off to build its mask
-    model = wrap_with_lora(model, settings, added_ids)
+    frozen_dtype = torch.bfloat16 if precision == "bf16" and not settings.load_in_4bit else None
+    model = wrap_with_lora(model, settings, added_ids, frozen_dtype)
 
     trainer = Trainer(
         model=model,
@@ -164,10 +168,10 @@ def train(settings: TrainSettings) -> TrainResult:
     sample_contexts = [dialogue[:-1] for dialogue in valid_dialogues[: settings.samples]]
     if main:
         settings.out.mkdir(parents=True, exist_ok=True)
-        resolved = settings.model_dump(mode="json") | {"precision_used": precision, "added_tokens": added_ids,
-                                                       "train_samples": len(train_set),
-                                                       "dropped_too_long": train_set.dropped_too_long,
-                                                       "versions": _library_versions()}
+        resolved = settings.model_dump(mode="json", exclude={"resume"}) | {
+            "precision_used": precision, "added_tokens": added_ids, "train_samples": len(train_set),
+            "dropped_too_long": train_set.dropped_too_long, "num_processes": trainer.accelerator.num_processes,
+            "versions": _library_versions()}
         (settings.out / "config.yaml").write_text(yaml.safe_dump(resolved, allow_unicode=True, sort_keys=False),
                                                   encoding="utf-8")
     before = _replies(model, tokenizer, sample_contexts, settings.seed) if main and sample_contexts else []
@@ -183,8 +187,9 @@ def train(settings: TrainSettings) -> TrainResult:
             after = _replies(trainer.model, tokenizer, sample_contexts, settings.seed)
             write_samples(settings.out / "samples.md", valid_dialogues[: settings.samples], before, after)
     trainer.accelerator.wait_for_everyone()
+    state = trainer.accelerator.state
     return TrainResult(settings.out, adapter_dir, trainer.state.global_step, trainer.state.best_metric,
-                       len(train_set), train_set.dropped_too_long)
+                       len(train_set), train_set.dropped_too_long, state.process_index, state.num_processes)
 
 
 def _replies(model: Any, tokenizer: Any, contexts: list, seed: int) -> list[str]:

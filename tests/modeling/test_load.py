@@ -1,0 +1,79 @@
+"""Loading bases: role tokens, pad ≠ EOS, resized embeddings, and one clear line for what cannot load."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from sobesednik.cli import app
+from sobesednik.dialogue import ASSISTANT_TOKEN, USER_TOKEN
+from sobesednik.errors import ConfigError, ModelDirError
+from sobesednik.modeling.load import load_base, load_model, load_tokenizer, quantization_config
+from sobesednik.modeling.tiny import TinyModelConfig, build_tiny_model
+
+
+@pytest.fixture(scope="module")
+def generic_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A GPT-2-like base without the role tokens, whose EOS is <|endoftext|>."""
+    texts = ["привет как дела", "на дачу поедем в субботу", "купи хлеба и молока"] * 20
+    return build_tiny_model(texts, tmp_path_factory.mktemp("generic"), TinyModelConfig(with_role_tokens=False))
+
+
+def test_base_with_role_tokens_keeps_its_vocabulary(tiny_model_dir: Path):
+    model, tokenizer, added = load_base(str(tiny_model_dir))
+    assert added == []
+    assert tokenizer.eos_token == USER_TOKEN
+    assert tokenizer.pad_token_id != tokenizer.eos_token_id
+    assert model.get_input_embeddings().num_embeddings == len(tokenizer)
+
+
+def test_base_without_role_tokens_gets_them_and_resized_embeddings(generic_base: Path):
+    model, tokenizer, added = load_base(str(generic_base))
+    assert added == [tokenizer.convert_tokens_to_ids(USER_TOKEN), tokenizer.convert_tokens_to_ids(ASSISTANT_TOKEN)]
+    assert model.get_input_embeddings().num_embeddings == len(tokenizer)
+    assert tokenizer.eos_token_id == added[0] == model.generation_config.eos_token_id
+    assert tokenizer.pad_token_id not in (None, *added)
+    ids = tokenizer(f"{USER_TOKEN} привет {ASSISTANT_TOKEN}", add_special_tokens=False)["input_ids"]
+    assert ids[0] == added[0] and ids[-1] == added[1]
+
+
+def test_pad_that_equals_eos_is_replaced(generic_base: Path, tmp_path: Path):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(generic_base)
+    tokenizer.add_special_tokens({"additional_special_tokens": [USER_TOKEN, ASSISTANT_TOKEN]})
+    tokenizer.pad_token = tokenizer.eos_token = USER_TOKEN  # the common pad = eos trick
+    tokenizer.save_pretrained(tmp_path)
+    prepared, _ = load_tokenizer(str(tmp_path))
+    assert prepared.pad_token_id != prepared.eos_token_id == prepared.convert_tokens_to_ids(USER_TOKEN)
+
+
+def test_missing_directory_is_one_clear_error(tmp_path: Path):
+    with pytest.raises(ModelDirError, match="does not exist: pass a directory made by"):
+        load_base(str(tmp_path / "no-model"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelDirError, match=r"has no config\.json"):
+        load_model(str(tmp_path / "empty"))
+
+
+def test_hub_id_offline_without_cache_says_what_to_do():
+    with pytest.raises(ModelDirError, match="not in the local cache and no network: pass a local directory"):
+        load_base("tinkoff-ai/ruDialoGPT-medium")
+
+
+def test_cli_turns_a_missing_base_into_one_line_and_exit_2(prepared_data_dir: Path, tmp_path: Path):
+    result = CliRunner().invoke(app, ["train", "--data", str(prepared_data_dir), "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2
+    assert "not in the local cache and no network" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_load_in_4bit_without_cuda_is_refused():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is present: QLoRA is allowed")
+    with pytest.raises(ConfigError, match="needs a CUDA GPU"):
+        quantization_config()

@@ -1,0 +1,48 @@
+"""Training settings: validation at construction, the YAML config file, flags over file over environment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from sobesednik.cli import app
+from sobesednik.errors import ConfigError
+from sobesednik.training.settings import TrainSettings, read_config_file, with_config_file
+
+
+def test_bad_values_are_refused_at_construction():
+    with pytest.raises(ValueError, match="lora_target_modules is empty"):
+        TrainSettings(lora_target_modules=[])
+    with pytest.raises(ValueError, match="greater than 0"):
+        TrainSettings(learning_rate=0)
+
+
+def test_environment_sets_defaults(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("SOBESEDNIK_TRAIN_MAX_LENGTH", "128")
+    assert TrainSettings().max_length == 128
+
+
+def test_config_file_values_lose_to_given_flags(tmp_path: Path):
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({"max-length": 64, "lora_r": 4, "versions": {"torch": "x"}}), encoding="utf-8")
+    values = with_config_file(path, {"lora_r": 16, "epochs": None})
+    settings = TrainSettings(**values)
+    assert (settings.max_length, settings.lora_r, settings.epochs) == (64, 16, 3.0)
+
+
+@pytest.mark.parametrize(("text", "problem"), [("[1, 2]", "must hold a mapping"), ("a: [", "not valid YAML")])
+def test_bad_config_files_are_clear_errors(tmp_path: Path, text: str, problem: str):
+    (tmp_path / "c.yaml").write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError, match=problem):
+        read_config_file(tmp_path / "c.yaml")
+    with pytest.raises(ConfigError, match="does not exist"):
+        read_config_file(tmp_path / "missing.yaml")
+
+
+def test_cli_reports_bad_flag_values_in_one_line(tmp_path: Path):
+    result = CliRunner().invoke(app, ["train", "--lora-r", "0", "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2
+    assert "invalid TrainSettings: lora_r" in result.output
