@@ -11,6 +11,7 @@ conversations) and the spool is routed into the three files. This module is the 
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 from array import array
@@ -92,6 +93,23 @@ def _sample_sink(settings: PrepareSettings, stats: Stats, spool: _Spool) -> Call
         spool.add(line, candidate, len(context))
 
     return accept
+
+
+@contextmanager
+def _without_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector while reading.
+
+    Reading keeps hundreds of thousands of small containers alive (the message store, turns, id lists), and the
+    collector would walk all of them again and again: measured, it costs ~40% of the read time. The hot path
+    makes no reference cycles, so plain reference counting frees everything it drops.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 @contextmanager
@@ -213,7 +231,7 @@ def prepare(settings: PrepareSettings) -> PrepareResult:
     spool = _Spool(settings.out / _SPOOL)
     try:
         builder = DialogueBuilder(settings, groups, stats, _sample_sink(settings, stats, spool))
-        with _progress(settings, streams) as on_bytes:
+        with _without_gc(), _progress(settings, streams) as on_bytes:
             _read(settings, streams, builder, stats, on_bytes)
         spool.file.close()
         stats.conversations = len(groups)

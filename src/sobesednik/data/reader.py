@@ -17,6 +17,7 @@ file) are sent over and raised in the main process, so the user sees the same on
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -62,6 +63,7 @@ def _events(streams: list[ExportStream], settings: PrepareSettings, quirks: Coun
 
 
 def _worker(connection: Any, streams: list[ExportStream], settings: PrepareSettings) -> None:
+    gc.disable()  # as in the main process (prepare._without_gc); this process ends when the stream does
     quirks: Counter[str] = Counter()
     batch: list[Event] = []
     for stream in streams:

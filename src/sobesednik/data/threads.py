@@ -131,7 +131,7 @@ class DialogueBuilder:
         if message.id in self._store:
             self._stats.skipped["duplicate_message_id"] += 1
             return False
-        reply_to, topic = self._resolve_reply(message)
+        reply_to, topic = self._resolve_reply(message) if message.reply_to else (0, 0)
 
         conversation = self._conversations.get(topic)
         if conversation is None or message.date - conversation.last_date > self._gap:
@@ -165,10 +165,8 @@ class DialogueBuilder:
         self._groups.touch(conversation.group, conversation.last_date)
 
     def _resolve_reply(self, message: Message) -> tuple[int, int]:
-        """(reply target to follow or 0, topic) of a message."""
+        """(reply target to follow or 0, topic) of a message that has a `reply_to`."""
         target = message.reply_to
-        if not target:
-            return 0, 0
         if target in self._topics:
             self._stats.quirks["topic_membership_reply"] += 1
             return 0, target
@@ -184,7 +182,7 @@ class DialogueBuilder:
         if turn is None:
             return
         conversation.open = None
-        text = "\n".join(turn.texts)
+        text = turn.texts[0] if len(turn.texts) == 1 else "\n".join(turn.texts)
         self._emit(conversation, turn, text)
         conversation.turns.append((turn.author, text, turn.ids))
 
