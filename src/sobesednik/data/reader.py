@@ -8,11 +8,12 @@ Events: `("chat", ChatInfo, selected)` when a chat starts, `("message", Message)
 `reply_to_message_id` of a skipped forward, which ends a conversation), `("end", stream_index, sha256)` when a
 file is read to its end.
 
-Parsing and normalising (ijson + `normalise_message`) take about half of `prepare`'s time, the dialogue builder
-and the writer the other half, so with `parallel=True` a forked worker parses while the main process builds:
-batches of events cross a pipe (pickled), wall time drops by ~40% on two cores (docs/benchmarks.md). The worker
-holds only the parser's buffers; the kept text stays in the main process. Errors in the worker (a truncated
-file) are sent over and raised in the main process, so the user sees the same one-line error.
+Parsing and normalising (ijson + `normalise_message`) take about 40% of `prepare`'s CPU time, the dialogue
+builder and the writer the rest, so with `parallel=True` a forked worker parses while the main process builds;
+batches of events cross a pipe (pickled, ~15% extra CPU). That pays off when a second core is free; on a box
+whose cores are already busy it does not (docs/benchmarks.md has both measurements). The worker holds only the
+parser's buffers; the kept text stays in the main process. Errors in the worker (a truncated file) are sent
+over and raised in the main process, so the user sees the same one-line error.
 """
 
 from __future__ import annotations
