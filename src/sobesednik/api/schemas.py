@@ -23,7 +23,7 @@ class GenerationRequest(BaseModel):
     temperature: float | None = Field(None, ge=0, le=5, description="0 is greedy; default from the model")
     top_p: float | None = Field(None, gt=0, le=1)
     top_k: int | None = Field(None, ge=0, description="0 disables top-k")
-    repetition_penalty: float | None = Field(None, gt=0, le=10, description="1 disables it")
+    repetition_penalty: float | None = Field(None, ge=0.01, le=10, description="1 disables it; below 1 favours repeats")
     no_repeat_ngram_size: int | None = Field(None, ge=0, le=10, description="0 disables it")
     n: int = Field(1, ge=1, description="how many replies to generate")
     stop: str | list[str] | None = Field(None, description="up to 4 strings that end the reply")

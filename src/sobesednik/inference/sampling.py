@@ -13,6 +13,8 @@ from typing import Any
 
 import torch
 
+MIN_TEMPERATURE = 1e-4
+
 
 @dataclass(frozen=True)
 class SamplingParams:
@@ -78,7 +80,9 @@ def sample_next(logits: torch.Tensor, params: Sequence[SamplingParams], generato
     if not sampled_rows:
         return chosen
     index = torch.tensor(sampled_rows)
-    scores = logits[index] / torch.tensor([params[row].temperature for row in sampled_rows]).unsqueeze(1)
+    # A floor on the temperature keeps the scaled scores finite (1e-4 is already greedy in practice).
+    temperatures = torch.tensor([max(params[row].temperature, MIN_TEMPERATURE) for row in sampled_rows])
+    scores = logits[index] / temperatures.unsqueeze(1)
     vocab = scores.shape[-1]
     for i, row in enumerate(sampled_rows):
         top_k = params[row].top_k

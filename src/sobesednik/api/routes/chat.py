@@ -25,7 +25,10 @@ from sobesednik.inference.generator import Request as Row
 
 router = APIRouter(prefix="/v1", tags=["chat"], dependencies=[ApiKeyDep])
 
-STREAM_RESPONSE = {"content": {"text/event-stream": {"schema": {"type": "string"}}},
+# Each server-sent event: `data:` holds a chat.completion.chunk as JSON, or the final `[DONE]`.
+_EVENT = {"type": "object", "properties": {"data": {"type": "string"}, "event": {"type": "string"}},
+          "required": ["data"]}
+STREAM_RESPONSE = {"content": {"text/event-stream": {"schema": _EVENT}},
                    "description": "with stream=true: `data: <chat.completion.chunk JSON>` events, then `data: [DONE]`"}
 
 

@@ -1,0 +1,126 @@
+"""Generator: batched decoding equals one-by-one decoding, stopping and cleanup, truncation, seeds, resampling."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sobesednik.dialogue import USER_TOKEN
+from sobesednik.inference.generator import Generator, Request, RequestError, clean_reply
+from sobesednik.inference.sampling import SamplingParams
+
+DIALOGUES = [
+    [{"role": "user", "content": "привет, как дела?"}],
+    [{"role": "user", "content": "кто идёт на шашлыки в субботу?"}, {"role": "assistant", "content": "я"},
+     {"role": "user", "content": "а мясо кто берёт"}],
+    [{"role": "user", "content": "ок"}],
+]
+
+
+def greedy(generator: Generator, **overrides: object) -> SamplingParams:
+    # A random model stops at once when greedy; forbidding the stop ids makes it write max_new_tokens.
+    return generator.defaults.with_overrides(temperature=0.0, **{"max_new_tokens": 12, **overrides})
+
+
+@pytest.fixture
+def no_stop(generator: Generator, monkeypatch: pytest.MonkeyPatch) -> Generator:
+    monkeypatch.setattr(generator, "stop_ids", set())
+    return generator
+
+
+def test_clean_reply_cuts_at_role_strings_and_stop_strings() -> None:
+    assert clean_reply(f"  да, иду  {USER_TOKEN} ещё", ()) == "да, иду"
+    assert clean_reply("да. Нет", (".",)) == "да"
+    assert clean_reply("\n  \n", ()) == ""
+
+
+def test_batch_gives_the_same_greedy_tokens_as_one_by_one(no_stop: Generator) -> None:
+    params = greedy(no_stop)
+    prompts = [no_stop.chat_prompt(dialogue, 12) for dialogue in DIALOGUES]
+    assert len({len(p) for p in prompts}) == 3  # different lengths, so left padding is exercised
+    batched = no_stop.generate([Request(p, params) for p in prompts])
+    alone = [no_stop.generate([Request(p, params)])[0] for p in prompts]
+    assert [c.text for c in batched] == [c.text for c in alone]
+    assert all(c.completion_tokens == 12 and c.finish_reason == "length" for c in batched)
+
+
+def test_finished_rows_leave_the_batch_and_the_others_go_on(no_stop: Generator) -> None:
+    prompt = no_stop.chat_prompt(DIALOGUES[0], 20)
+    short, long = no_stop.generate([Request(prompt, greedy(no_stop, max_new_tokens=3)),
+                                    Request(prompt, greedy(no_stop, max_new_tokens=20))])
+    [reference] = no_stop.generate([Request(prompt, greedy(no_stop, max_new_tokens=20))])
+    assert (short.completion_tokens, long.completion_tokens) == (3, 20)
+    assert long.text == reference.text
+
+
+def test_stop_string_ends_the_reply(no_stop: Generator) -> None:
+    prompt = no_stop.chat_prompt(DIALOGUES[0], 12)
+    [full] = no_stop.generate([Request(prompt, greedy(no_stop))])
+    # The first character that has not occurred before, past a few characters of text.
+    cut = next(i for i in range(3, len(full.text)) if not full.text[i].isspace() and full.text[i] not in full.text[:i])
+    [stopped] = no_stop.generate([Request(prompt, greedy(no_stop, stop=(full.text[cut],)))])
+    assert stopped.finish_reason == "stop"
+    assert stopped.text == full.text[:cut].strip()
+
+
+def test_streamed_pieces_add_up_to_the_reply(no_stop: Generator) -> None:
+    pieces: list[str] = []
+    prompt = no_stop.chat_prompt(DIALOGUES[1], 15)
+    [completion] = no_stop.generate([Request(prompt, greedy(no_stop, max_new_tokens=15), on_text=pieces.append)])
+    assert len(pieces) > 1
+    assert "".join(pieces) == completion.text
+
+
+def test_seed_makes_sampling_reproducible(no_stop: Generator) -> None:
+    prompt = no_stop.chat_prompt(DIALOGUES[0], 12)
+    params = no_stop.defaults.with_overrides(max_new_tokens=12, seed=7)
+    first, second, other = no_stop.generate([Request(prompt, params), Request(prompt, params),
+                                             Request(prompt, params.with_overrides(seed=8))])
+    assert first.text == second.text != other.text
+
+
+def test_empty_replies_are_resampled_then_reported(generator: Generator, monkeypatch: pytest.MonkeyPatch) -> None:
+    decoded: list[int] = []
+    real_decode = generator._decode
+
+    def counting_decode(rows: list) -> None:
+        decoded.append(len(rows))
+        real_decode(rows)
+
+    monkeypatch.setattr(generator, "_decode", counting_decode)
+    monkeypatch.setattr(generator, "stop_ids", set(range(len(generator.tokenizer))))  # every token ends the reply
+    prompt = generator.chat_prompt(DIALOGUES[0], 5)
+    [sampled, greedy_reply] = generator.generate([Request(prompt, generator.defaults.with_overrides(seed=1)),
+                                                  Request(prompt, greedy(generator))])
+    assert (sampled.text, sampled.finish_reason) == ("", "empty")
+    assert (greedy_reply.text, greedy_reply.finish_reason) == ("", "empty")
+    assert decoded == [2] + [1] * generator.max_resamples  # only the sampled row is retried
+
+
+def test_long_history_drops_the_oldest_turns(generator: Generator) -> None:
+    turns = [{"role": "user" if i % 2 == 0 else "assistant", "content": f"сообщение номер {i} " * 5}
+             for i in range(60)]
+    ids = generator.chat_prompt(turns, 40)
+    assert len(ids) <= generator.max_context - 40
+    text = generator.tokenizer.decode(ids)
+    assert "номер 59" in text and "номер 0 " not in text
+    assert text.rstrip().endswith("@@ВТОРОЙ@@")
+
+
+def test_max_tokens_beyond_the_context_is_a_clear_error(generator: Generator) -> None:
+    with pytest.raises(RequestError, match=r"max_tokens=300 leaves no room .* 256-token context"):
+        generator.chat_prompt(DIALOGUES[0], 300)
+
+
+def test_run_dir_and_exported_model_dir_give_the_same_greedy_reply(trained_run_dir: Path,
+                                                                  exported_model_dir: Path) -> None:
+    replies = []
+    for path in (trained_run_dir, exported_model_dir):
+        generator = Generator.load(path)
+        generator.stop_ids = set()  # compare 20 tokens each, whether or not the briefly trained model stops early
+        params = generator.defaults.with_overrides(temperature=0.0, max_new_tokens=20)
+        prompts = [generator.chat_prompt(dialogue, 20) for dialogue in DIALOGUES]
+        replies.append([c.text for c in generator.generate([Request(p, params) for p in prompts])])
+    assert replies[0] == replies[1]
+    assert all(replies[0])  # there is text to compare, so the equality means something

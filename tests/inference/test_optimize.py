@@ -1,0 +1,61 @@
+"""Conv1D → nn.Linear keeps the outputs; bf16 keeps greedy top-1 agreement with fp32; int8 measured; refusals."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from sobesednik.dialogue import render, render_reply
+from sobesednik.errors import ConfigError
+from sobesednik.inference.generator import Generator
+from sobesednik.inference.optimize import conv1d_to_linear, optimize_model, top1_agreement
+
+
+def test_conv1d_to_linear_keeps_the_logits(generator: Generator, tiny_model_dir: Path) -> None:
+    from transformers import AutoModelForCausalLM
+
+    original = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    converted = copy.deepcopy(original)
+    assert conv1d_to_linear(converted) == 4 * original.config.n_layer  # c_attn, c_proj, c_fc, mlp.c_proj
+    ids = torch.tensor([generator.chat_prompt([{"role": "user", "content": "привет всем"}], 10)])
+    with torch.inference_mode():
+        torch.testing.assert_close(converted(input_ids=ids).logits, original(input_ids=ids).logits)
+
+
+@pytest.fixture(scope="module")
+def agreement_inputs(exported_model_dir: Path, prepared_data_dir: Path) -> tuple[Generator, list, list]:
+    """The test split's dialogues as token sequences (context, then the real reply) and their context lengths."""
+    reference = Generator.load(exported_model_dir)
+    lines = (prepared_data_dir / "test.jsonl").read_text(encoding="utf-8").splitlines()[:24]
+    sequences, prompt_lengths = [], []
+    for line in lines:
+        messages = json.loads(line)["messages"]
+        prompt = reference.tokenizer.encode(render(messages[:-1], add_generation_prompt=True))[-150:]
+        reply = reference.tokenizer.encode(render_reply(messages[-1]["content"]))[:40]
+        sequences.append(prompt + reply)
+        prompt_lengths.append(len(prompt))
+    return reference, sequences, prompt_lengths
+
+
+@pytest.mark.parametrize(("dtype", "quantize", "at_least"), [("bfloat16", "none", 0.95), ("float32", "int8", 0.8)])
+def test_reduced_precision_keeps_greedy_top1(agreement_inputs: tuple, exported_model_dir: Path, dtype: str,
+                                            quantize: str, at_least: float) -> None:
+    reference, sequences, prompt_lengths = agreement_inputs
+    candidate = Generator.load(exported_model_dir, dtype=dtype, quantize=quantize).model
+    agreement = top1_agreement(reference.model, candidate, sequences, prompt_lengths)
+    print(f"greedy top-1 agreement of {dtype}/{quantize} with float32: {agreement:.3f}")
+    assert agreement >= at_least
+
+
+def test_int8_of_a_run_dir_is_refused_with_the_fix(trained_run_dir: Path) -> None:
+    with pytest.raises(ConfigError, match="sobesednik export RUN_DIR"):
+        Generator.load(trained_run_dir, quantize="int8")
+
+
+def test_unknown_dtype_is_refused(generator: Generator) -> None:
+    with pytest.raises(ConfigError, match="dtype 'int4' is not supported"):
+        optimize_model(generator.model, dtype="int4")
