@@ -258,6 +258,21 @@ def serve_command(
     serve(build_settings(ApiSettings, **flags))
 
 
+@app.command("chat")
+def chat_command(
+    url: str | None = typer.Option(None, help="Service URL (default: the local `sobesednik serve`)."),
+    model: str | None = typer.Option(None, help="MODEL_DIR or RUN_DIR to load in-process instead of a service."),
+    max_tokens: int | None = typer.Option(None, help="Reply length in tokens (default: the model's)."),
+    temperature: float | None = typer.Option(None, help="Sampling temperature; 0 is greedy (default: the model's)."),
+    timeout_s: float | None = typer.Option(None, help="Seconds to wait for a reply from the service."),
+) -> None:
+    """Chat with the model in the terminal (/reset forgets the dialogue, /exit leaves); API key from env."""
+    flags = dict(locals())
+    from sobesednik.chat import ChatSettings, chat
+
+    chat(build_settings(ChatSettings, **flags))
+
+
 @app.command("demo")
 def demo_command(
     export: Annotated[Path | None, typer.Option(help="Telegram export to learn from (default: the sample).")] = None,
