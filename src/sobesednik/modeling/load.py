@@ -40,7 +40,7 @@ def check_model_source(name: str, marker: str = "config.json") -> str:
         if not (path / marker).is_file():
             raise ModelDirError(f"{name} has no {marker}, so it is not a Hugging Face model directory: "
                                 "pass the directory that `save_pretrained` wrote")
-        return str(path)
+        return str(path.resolve())  # absolute: the adapter records it as its base, used from any directory
     return name
 
 
