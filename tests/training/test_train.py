@@ -101,3 +101,34 @@ def test_fp16_on_cpu_is_refused():
         pytest.skip("fp16 is valid on CUDA")
     with pytest.raises(ConfigError, match="fp16 needs a CUDA GPU"):
         resolve_precision("fp16")
+
+
+@pytest.mark.slow
+def test_generic_base_without_packing_trains_adds_tokens_and_exports(tmp_path: Path, prepared_data_dir: Path):
+    """A base lacking the role tokens, length-grouped batches: the added rows train and survive the export."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from sobesednik.modeling.tiny import TinyModelConfig, build_tiny_model
+    from sobesednik.training.export import export
+    from sobesednik.training.settings import ExportSettings
+
+    texts = [m["content"] for dialogue in read_jsonl(prepared_data_dir / "train.jsonl") for m in dialogue]
+    base = build_tiny_model(texts, tmp_path / "generic", TinyModelConfig(with_role_tokens=False))
+    settings = TrainSettings(data=prepared_data_dir, base=str(base), out=tmp_path / "run", max_steps=3,
+                             batch_size=4, packing=False, samples=0, learning_rate=1e-2)
+    train(settings)
+    config = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text(encoding="utf-8"))
+    assert len(config["added_tokens"]) == 2
+    adapted, tokenizer = load_run(tmp_path / "run")
+    export(ExportSettings(run_dir=tmp_path / "run", out=tmp_path / "model"))
+    merged = AutoModelForCausalLM.from_pretrained(tmp_path / "model").eval()
+    inputs = tokenizer(render(read_jsonl(prepared_data_dir / "valid.jsonl")[0][:-1], add_generation_prompt=True),
+                       return_tensors="pt")
+    with torch.no_grad():
+        torch.testing.assert_close(merged(**inputs).logits, adapted(**inputs).logits, atol=1e-4, rtol=1e-4)
+    from safetensors.torch import load_file
+
+    saved = load_file(tmp_path / "run" / "adapter" / "adapter_model.safetensors")
+    rows = [tensor for name, tensor in saved.items() if "trainable_tokens" in name]
+    assert rows and rows[0].shape[0] == 2  # the two role tokens' rows travel with the adapter
