@@ -33,11 +33,15 @@ def evaluate(settings: EvaluateSettings) -> dict[str, Any]:
     """The report as a JSON-ready dict; also written to `settings.out` when given."""
     from pathlib import Path
 
+    import torch
+
     dialogues = read_jsonl(settings.data)
     run = is_run_dir(Path(settings.model))
     if settings.compare_base and not run and settings.base is None:
         raise ConfigError(f"--compare-base: {settings.model} is not a RUN_DIR, so pass its base with --base")
     model, tokenizer = load_model(settings.model)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model.to(device)
     dataset = ConversationDataset(dialogues, tokenizer, settings.max_length)
     contexts = [dialogue[:-1] for dialogue in dialogues[: settings.samples]]
     report: dict[str, Any] = {
@@ -55,7 +59,7 @@ def evaluate(settings: EvaluateSettings) -> dict[str, Any]:
         else:
             base, base_tokenizer, _ = load_base(settings.base)
             base_set = ConversationDataset(dialogues, base_tokenizer, settings.max_length)
-            report["base_figures"] = _measure(base.eval(), base_tokenizer, base_set, contexts, settings)
+            report["base_figures"] = _measure(base.to(device).eval(), base_tokenizer, base_set, contexts, settings)
     if settings.out:
         settings.out.parent.mkdir(parents=True, exist_ok=True)
         settings.out.write_text(json.dumps(report, ensure_ascii=False, indent=2), encoding="utf-8")

@@ -31,6 +31,7 @@ def reply_loss(model: Any, dataset: ConversationDataset, pad_token_id: int, batc
     with torch.no_grad():
         for start in range(0, len(dataset), batch_size):
             batch = collate([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
+            batch = {name: tensor.to(model.device) for name, tensor in batch.items()}
             labels = batch.pop("labels")
             logits = model(**batch).logits[:, :-1].float()
             targets = labels[:, 1:]
@@ -38,7 +39,7 @@ def reply_loss(model: Any, dataset: ConversationDataset, pad_token_id: int, batc
                 logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"
             )
             total += losses.item()
-            count += int((targets != IGNORE_INDEX).sum())
+            count += int((targets != IGNORE_INDEX).sum().item())
     loss = total / max(count, 1)
     return {"loss": loss, "perplexity": math.exp(min(loss, 50.0)), "tokens": count}
 
@@ -54,7 +55,7 @@ def generate_replies(
     replies = []
     for context in contexts:
         prompt = render(context, add_generation_prompt=True)
-        inputs = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
+        inputs = tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(model.device)
         with torch.no_grad():
             output = model.generate(**inputs, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
                                     eos_token_id=tokenizer.eos_token_id)
