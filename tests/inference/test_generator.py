@@ -124,3 +124,15 @@ def test_run_dir_and_exported_model_dir_give_the_same_greedy_reply(trained_run_d
         replies.append([c.text for c in generator.generate([Request(p, params) for p in prompts])])
     assert replies[0] == replies[1]
     assert all(replies[0])  # there is text to compare, so the equality means something
+
+
+def test_min_new_tokens_holds_back_the_closing_token(generator: Generator, monkeypatch: pytest.MonkeyPatch) -> None:
+    keep = generator.tokenizer.encode("да", add_special_tokens=False)[0]
+    # Every token but one ends the reply: free decoding ends soon, forced decoding must write `keep` 8 times.
+    monkeypatch.setattr(generator, "stop_ids", set(range(len(generator.tokenizer))) - {keep})
+    prompt = generator.chat_prompt(DIALOGUES[0], 8)
+    params = greedy(generator, max_new_tokens=8, no_repeat_ngram_size=0)
+    [free, forced] = generator.generate([Request(prompt, params), Request(prompt, params.with_overrides(
+        min_new_tokens=8))])
+    assert free.completion_tokens < 8
+    assert (forced.completion_tokens, forced.finish_reason) == (8, "length")

@@ -25,6 +25,7 @@ class GenerationRequest(BaseModel):
     top_k: int | None = Field(None, ge=0, description="0 disables top-k")
     repetition_penalty: float | None = Field(None, ge=0.01, le=10, description="1 disables it; below 1 favours repeats")
     no_repeat_ngram_size: int | None = Field(None, ge=0, le=10, description="0 disables it")
+    min_tokens: int | None = Field(None, ge=0, description="tokens before the reply may end (vLLM's name)")
     n: int = Field(1, ge=1, description="how many replies to generate")
     stop: str | list[str] | None = Field(None, description="up to 4 strings that end the reply")
     seed: int | None = Field(None, ge=0, le=2**63 - 1, description="makes sampling reproducible")

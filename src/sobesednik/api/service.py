@@ -77,7 +77,8 @@ class Service:
                                 f"ask for at most {limits.max_tokens_limit}", param="max_tokens")
         assert self.generator is not None
         return self.generator.defaults.with_overrides(
-            max_new_tokens=body.max_tokens, temperature=body.temperature, top_p=body.top_p, top_k=body.top_k,
+            max_new_tokens=body.max_tokens, min_new_tokens=body.min_tokens, temperature=body.temperature,
+            top_p=body.top_p, top_k=body.top_k,
             repetition_penalty=body.repetition_penalty, no_repeat_ngram_size=body.no_repeat_ngram_size,
             stop=tuple(body.stop or ()), seed=body.seed)
 

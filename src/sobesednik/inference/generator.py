@@ -179,6 +179,9 @@ class Generator:
             apply_repetition_penalty(logits, seen, [p.repetition_penalty for p in params])
             ban_repeated_ngrams(logits, [row.request.prompt + row.tokens for row in active],
                                 [p.no_repeat_ngram_size for p in params])
+            for i, row in enumerate(active):
+                if len(row.tokens) < row.request.params.min_new_tokens:
+                    logits[i, list(self.stop_ids)] = float("-inf")
             chosen = sample_next(logits, params, [row.rng for row in active]).tolist()
             keep = [i for i, (row, token) in enumerate(zip(active, chosen, strict=True)) if self._step(row, token)]
             if not keep:

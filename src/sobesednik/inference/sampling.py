@@ -21,6 +21,7 @@ class SamplingParams:
     """How to generate one reply; defaults come from the model's `generation_config` (see `from_generation_config`)."""
 
     max_new_tokens: int = 40  # tokens; ruDialoGPT's model card
+    min_new_tokens: int = 0  # tokens before the closing token / EOS may end the reply (benchmarks force a length)
     temperature: float = 1.2  # 0 means greedy
     top_k: int = 10  # 0 disables
     top_p: float = 0.95  # 1 disables

@@ -1,0 +1,336 @@
+"""Benchmark of `sobesednik serve` against the usual way and against CTranslate2, on the ruDialoGPT-medium shape.
+
+The model has ruDialoGPT-medium's architecture (GPT-2, 24 layers, 1024 wide, 50261-token vocabulary) with random
+weights: speed does not depend on the weights. Every engine gets the same prompts, the model card's sampling
+settings with n=1 and the same forced reply length (40 tokens: the closing token is masked until then), so
+the differences come from the engine, not from doing less work. 16 simulated users each send a dialogue and
+wait for the reply, `--rounds` times.
+
+  ours-*   `sobesednik serve` (a real process, HTTP): dynamic batching, bf16 or dynamic int8
+  naive    a FastAPI endpoint calling `model.generate` per request in fp32 (the usual way)
+  ct2      CTranslate2 int8 `generate_batch` of all 16 users at once, in-process (fastest-engine reference)
+
+Prints aggregate tokens/s, p50/p95 latency and peak RSS of each, batch-1 tokens/s of ours beside this machine's
+memory-bandwidth bound, and the cost of the model card's 3-beam / 3-sequence setting per reply.
+
+    flock /tmp/sobesednik-bench.lock .venv/bin/python bench/serve.py            # ~10 min on 2 cores
+    flock /tmp/sobesednik-bench.lock .venv/bin/python bench/serve.py --quick    # 1 round, fewer modes
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))  # the service launcher
+
+USERS = 16
+VOCAB = 50261  # ruDialoGPT-medium's vocabulary
+REPLY_TOKENS = 40  # the model card's max_new_tokens, forced
+PROMPT_WORDS = (20, 60)  # words per simulated dialogue
+CARD = {"temperature": 1.2, "top_p": 0.95, "top_k": 10, "repetition_penalty": 1.2, "no_repeat_ngram_size": 2}
+
+
+def build_model(out: Path) -> Path:
+    """ruDialoGPT-medium-shaped GPT-2, random init, with the tiny tokenizer of the sample export."""
+    if (out / "config.json").is_file():
+        return out
+    import torch
+    from transformers import GenerationConfig, GPT2Config, GPT2LMHeadModel
+
+    from sobesednik.modeling.defaults import RECOMMENDED_GENERATION
+    from sobesednik.modeling.tiny import TinyModelConfig, train_tokenizer
+
+    tokenizer = train_tokenizer(_texts(), TinyModelConfig())
+    # ruDialoGPT's vocabulary size, so that CTranslate2's converter (which checks it) takes the model too.
+    tokenizer.add_tokens([f"<t{i}>" for i in range(VOCAB - len(tokenizer))])
+    config = GPT2Config(vocab_size=VOCAB, n_positions=2048, n_embd=1024, n_layer=24, n_head=16,
+                        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                        pad_token_id=tokenizer.pad_token_id)
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(config)
+    model.generation_config = GenerationConfig(**RECOMMENDED_GENERATION, eos_token_id=tokenizer.eos_token_id,
+                                               pad_token_id=tokenizer.pad_token_id)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def _texts() -> list[str]:
+    messages = json.loads((REPO / "examples/chat_export/result.json").read_text(encoding="utf-8"))["messages"]
+    return [m["text"] for m in messages if isinstance(m.get("text"), str) and m["text"].strip()]
+
+
+def dialogues(count: int) -> list[list[dict[str, str]]]:
+    words = " ".join(_texts()).split()
+    rng = random.Random(0)
+    result = []
+    for _ in range(count):
+        start = rng.randrange(len(words) - 100)
+        text = " ".join(words[start:start + rng.randint(*PROMPT_WORDS)])
+        result.append([{"role": "user", "content": text[: len(text) // 2]},
+                       {"role": "assistant", "content": "ага"}, {"role": "user", "content": text[len(text) // 2:]}])
+    return result
+
+
+class PeakRss:
+    """Polls a process tree's resident memory in a thread; `peak` in GiB."""
+
+    def __init__(self, pid: int) -> None:
+        self.process, self.peak, self._stop = psutil.Process(pid), 0.0, threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._thread.start()
+
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            try:
+                rss = sum(p.memory_info().rss for p in [self.process, *self.process.children(recursive=True)])
+            except psutil.Error:
+                break
+            self.peak = max(self.peak, rss / 2**30)
+            time.sleep(0.1)
+
+    def stop(self) -> float:
+        self._stop.set()
+        self._thread.join()
+        return self.peak
+
+
+async def closed_loop(url: str, users: int, rounds: int, body: dict) -> tuple[float, list[float], int]:
+    """`users` clients, each sending `rounds` requests one after another; (wall s, latencies s, tokens)."""
+    prompts = dialogues(users * rounds)
+    latencies: list[float] = []
+    tokens = 0
+
+    async def user(index: int, client: httpx.AsyncClient) -> None:
+        nonlocal tokens
+        for r in range(rounds):
+            start = time.perf_counter()
+            response = await client.post(url, json={**body, "messages": prompts[r * users + index]})
+            response.raise_for_status()
+            latencies.append(time.perf_counter() - start)
+            tokens += response.json()["usage"]["completion_tokens"]
+
+    async with httpx.AsyncClient(timeout=3600) as client:
+        start = time.perf_counter()
+        await asyncio.gather(*(user(i, client) for i in range(users)))
+    return time.perf_counter() - start, latencies, tokens
+
+
+def report(name: str, wall: float, latencies: list[float], tokens: int, rss: float) -> dict:
+    latencies = sorted(latencies)
+    row = {"engine": name, "tokens_per_s": tokens / wall, "p50_s": statistics.median(latencies),
+           "p95_s": latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))], "peak_rss_gib": rss,
+           "tokens": tokens}
+    print(f"{name:12s} {row['tokens_per_s']:7.1f} tok/s  p50 {row['p50_s']:6.2f} s  p95 {row['p95_s']:6.2f} s  "
+          f"peak RSS {rss:5.2f} GiB", flush=True)
+    return row
+
+
+def run_ours(model: Path, mode: str, users: int, rounds: int) -> dict:
+    from service_process import run_service
+
+    args = {"ours-bf16": ("--dtype", "bfloat16"), "ours-int8": ("--quantize", "int8"), "ours-fp32": ()}[mode]
+    with run_service(model, args=(*args, "--max-batch-size", str(USERS), "--max-wait-ms", "20"),
+                     ready_timeout=600) as service:
+        rss = PeakRss(service.process.pid)
+        body = {"max_tokens": REPLY_TOKENS, "min_tokens": REPLY_TOKENS, **CARD}
+        wall, latencies, tokens = asyncio.run(closed_loop(f"{service.url}/v1/chat/completions", users, rounds, body))
+        return report(f"{mode}@{users}", wall, latencies, tokens, rss.stop())
+
+
+# ---- (b) the naive endpoint, run as `bench/serve.py --child-naive MODEL PORT` -------------------------------
+
+def naive_app(model_dir: Path):  # -> FastAPI (imported inside: the parent process never needs it)
+    import torch
+    from fastapi import FastAPI
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from sobesednik.dialogue import render
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    app = FastAPI()
+
+    @app.get("/readyz")
+    def readyz() -> dict:
+        return {"status": "ok"}
+
+    @app.post("/v1/chat/completions")
+    def chat(body: dict) -> dict:  # a plain `def`: FastAPI runs it in its thread pool, one generate per request
+        ids = tokenizer(render(body["messages"], add_generation_prompt=True), return_tensors="pt")
+        with torch.inference_mode():
+            out = model.generate(**ids, do_sample=True, max_new_tokens=REPLY_TOKENS, min_new_tokens=REPLY_TOKENS,
+                                 top_k=CARD["top_k"], top_p=CARD["top_p"], temperature=CARD["temperature"],
+                                 repetition_penalty=CARD["repetition_penalty"],
+                                 no_repeat_ngram_size=CARD["no_repeat_ngram_size"], pad_token_id=tokenizer.pad_token_id)
+        generated = out.shape[1] - ids["input_ids"].shape[1]
+        return {"choices": [{"message": {"content": tokenizer.decode(out[0, ids["input_ids"].shape[1]:])}}],
+                "usage": {"completion_tokens": generated}}
+
+    return app
+
+
+def run_naive(model: Path, users: int, rounds: int) -> dict:
+    from service_process import free_port
+
+    port = free_port()
+    process = subprocess.Popen([sys.executable, __file__, "--child-naive", str(model), str(port)])
+    try:
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(1200):
+            try:
+                if httpx.get(f"{url}/readyz").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        rss = PeakRss(process.pid)
+        wall, latencies, tokens = asyncio.run(closed_loop(f"{url}/v1/chat/completions", users, rounds, {}))
+        return report(f"naive@{users}", wall, latencies, tokens, rss.stop())
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+# ---- (c) CTranslate2 int8, run as `bench/serve.py --child-ct2 MODEL USERS ROUNDS` ---------------------------
+
+def child_ct2(model: Path, users: int, rounds: int) -> None:
+    import ctranslate2
+    from transformers import AutoTokenizer
+
+    from sobesednik.dialogue import render
+
+    converted = model.parent / "ct2-int8"
+    if not (converted / "model.bin").is_file():
+        ctranslate2.converters.TransformersConverter(str(model)).convert(str(converted), quantization="int8",
+                                                                         force=True)
+    generator = ctranslate2.Generator(str(converted), device="cpu", compute_type="int8")
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    prompts = [tokenizer.convert_ids_to_tokens(tokenizer.encode(render(d, add_generation_prompt=True)))
+               for d in dialogues(users * rounds)]
+    latencies, tokens = [], 0
+    start = time.perf_counter()
+    for r in range(rounds):
+        batch_start = time.perf_counter()
+        results = generator.generate_batch(
+            prompts[r * users:(r + 1) * users], max_length=REPLY_TOKENS, min_length=REPLY_TOKENS,
+            sampling_topk=CARD["top_k"], sampling_topp=CARD["top_p"], sampling_temperature=CARD["temperature"],
+            repetition_penalty=CARD["repetition_penalty"], no_repeat_ngram_size=CARD["no_repeat_ngram_size"],
+            include_prompt_in_result=False)
+        latencies += [time.perf_counter() - batch_start] * users  # every user waits for the whole batch
+        tokens += sum(len(result.sequences_ids[0]) for result in results)
+    print(json.dumps({"wall": time.perf_counter() - start, "latencies": latencies, "tokens": tokens}))
+
+
+def run_ct2(model: Path, users: int, rounds: int) -> dict:
+    process = subprocess.Popen([sys.executable, __file__, "--child-ct2", str(model), str(users), str(rounds)],
+                               stdout=subprocess.PIPE, text=True)
+    rss = PeakRss(process.pid)
+    output, _ = process.communicate()
+    result = json.loads(output.strip().splitlines()[-1])
+    return report(f"ct2-int8@{users}", result["wall"], result["latencies"], result["tokens"], rss.stop())
+
+
+# ---- batch 1 against the memory-bandwidth bound, and the 3-beam / 3-sequence cost ---------------------------
+
+def memory_bandwidth_gbs() -> float:
+    """Copy bandwidth (bytes read + written per second) of a 512 MiB buffer, best of 5."""
+    import torch
+
+    source = torch.ones(2**27)  # 512 MiB of float32
+    target = torch.empty_like(source)
+    best = float("inf")
+    for _ in range(5):
+        start = time.perf_counter()
+        target.copy_(source)
+        best = min(best, time.perf_counter() - start)
+    return 2 * source.numel() * 4 / best / 1e9
+
+
+def beam_cost(model: Path) -> dict:
+    """Seconds per reply of the card's 3-beam / 3-sequence sampling against one sampled sequence (bf16, batch 1)."""
+    import torch
+
+    from sobesednik.dialogue import render
+    from sobesednik.inference.generator import Generator
+
+    generator = Generator.load(model, dtype="bfloat16")
+    ids = generator.tokenizer(render(dialogues(1)[0], add_generation_prompt=True), return_tensors="pt")
+    common = {"do_sample": True, "max_new_tokens": REPLY_TOKENS, "min_new_tokens": REPLY_TOKENS,
+              "top_k": CARD["top_k"], "top_p": CARD["top_p"], "temperature": CARD["temperature"],
+              "repetition_penalty": CARD["repetition_penalty"], "no_repeat_ngram_size": CARD["no_repeat_ngram_size"],
+              "pad_token_id": generator.tokenizer.pad_token_id}
+    seconds = {}
+    with torch.inference_mode():
+        for name, extra in {"1 sequence": {}, "3 beams x 3 sequences": {"num_beams": 3,
+                                                                        "num_return_sequences": 3}}.items():
+            start = time.perf_counter()
+            generator.model.generate(**ids, **common, **extra)
+            seconds[name] = time.perf_counter() - start
+    print(f"model card's 3-beam/3-sequence reply: {seconds['3 beams x 3 sequences']:.2f} s against "
+          f"{seconds['1 sequence']:.2f} s for one sampled sequence "
+          f"({seconds['3 beams x 3 sequences'] / seconds['1 sequence']:.1f}x)", flush=True)
+    return seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="1 round, ours-int8 only, no beam measurement")
+    parser.add_argument("--rounds", type=int, default=2, help="requests per user, one after another")
+    parser.add_argument("--modes", default="ours-bf16,ours-int8,naive,ct2", help="comma-separated engines")
+    parser.add_argument("--model-dir", type=Path, default=Path("/tmp/sobesednik-bench/rudialogpt-medium-random"))
+    parser.add_argument("--out", type=Path, help="also write the figures as JSON here")
+    args = parser.parse_args()
+    rounds = 1 if args.quick else args.rounds
+    modes = "ours-int8,naive,ct2" if args.quick else args.modes
+    model = build_model(args.model_dir)
+    print(f"{USERS} users x {rounds} rounds, {REPLY_TOKENS} forced tokens per reply, 2-core CPU", flush=True)
+    rows = []
+    for mode in modes.split(","):
+        if mode.startswith("ours"):
+            rows.append(run_ours(model, mode, USERS, rounds))
+        elif mode == "naive":
+            rows.append(run_naive(model, USERS, rounds))
+        elif mode == "ct2":
+            rows.append(run_ct2(model, USERS, rounds))
+    best = max((r for r in rows if r["engine"].startswith("ours")), key=lambda r: r["tokens_per_s"], default=None)
+    single = run_ours(model, best["engine"].split("@")[0] if best else "ours-bf16", 1, 3)
+    bandwidth = memory_bandwidth_gbs()
+    parameters = 355e6  # ruDialoGPT-medium's weights, each read once per generated token at batch 1
+    bounds = {"bf16": bandwidth * 1e9 / (2 * parameters), "int8": bandwidth * 1e9 / parameters}
+    print(f"batch 1: {single['tokens_per_s']:.1f} tok/s ({REPLY_TOKENS} tokens in {single['p50_s']:.2f} s); "
+          f"copy bandwidth {bandwidth:.1f} GB/s bounds batch 1 at {bounds['bf16']:.0f} tok/s (bf16 weights), "
+          f"{bounds['int8']:.0f} tok/s (int8)", flush=True)
+    by_name = {r["engine"].split("@")[0]: r for r in rows}
+    if best and "naive" in by_name:
+        print(f"{best['engine']} / naive: {best['tokens_per_s'] / by_name['naive']['tokens_per_s']:.1f}x tokens/s, "
+              f"p95 {best['p95_s']:.2f} s vs {by_name['naive']['p95_s']:.2f} s")
+    if best and "ct2" in by_name:
+        print(f"{best['engine']} / ct2-int8: {best['tokens_per_s'] / by_name['ct2']['tokens_per_s']:.2f}x tokens/s")
+    beams = {} if args.quick else beam_cost(model)
+    if args.out:
+        args.out.write_text(json.dumps({"rows": rows, "batch1": single, "bandwidth_gbs": bandwidth,
+                                        "bounds": bounds, "beams": beams}, indent=2))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--child-naive":
+        import uvicorn
+
+        uvicorn.run(naive_app(Path(sys.argv[2])), host="127.0.0.1", port=int(sys.argv[3]), log_level="warning")
+    elif len(sys.argv) > 1 and sys.argv[1] == "--child-ct2":
+        child_ct2(Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))
+    else:
+        main()
