@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sobesednik.errors import ConfigError
+from sobesednik.errors import ConfigError, DatasetError
 from sobesednik.modeling.load import ADAPTER_DIR, load_base
 from sobesednik.training.collate import PackedDataset, PadCollator
 from sobesednik.training.dataset import ConversationDataset, data_file, read_jsonl
@@ -150,6 +150,9 @@ def train(settings: TrainSettings) -> TrainResult:
     train_set = ConversationDataset.from_file(train_file, tokenizer, settings.max_length)
     valid_dialogues = read_jsonl(valid_file)
     valid_set = ConversationDataset(valid_dialogues, tokenizer, settings.max_length)
+    if not valid_set.samples:
+        raise DatasetError(f"every sample of {valid_file} has a reply longer than --max-length "
+                           f"{settings.max_length} tokens: raise --max-length")
     model.config.use_cache = False  # no KV cache in training; packing needs it off to build its mask
     frozen_dtype = torch.bfloat16 if precision == "bf16" and not settings.load_in_4bit else None
     model = wrap_with_lora(model, settings, added_ids, frozen_dtype)
