@@ -242,7 +242,7 @@ def serve_command(
     host: str | None = typer.Option(None, help="Interface to listen on (0.0.0.0 exposes the service)."),
     port: int | None = typer.Option(None, help="Port to listen on."),
     model_name: str | None = typer.Option(None, help="Model id shown to clients (default: the directory name)."),
-    dtype: str | None = typer.Option(None, help="float32, bfloat16 (fast on CPUs with AMX/AVX512) or float16."),
+    dtype: str | None = typer.Option(None, help="auto (bfloat16 where native, else float32), float32, bfloat16."),
     quantize: str | None = typer.Option(None, help="none or int8 (dynamic int8 on CPU; MODEL_DIR only)."),
     threads: int | None = typer.Option(None, help="Torch threads (default: all cores)."),
     max_batch_size: int | None = typer.Option(None, help="Rows decoded together."),

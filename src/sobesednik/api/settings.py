@@ -24,7 +24,8 @@ class ApiSettings(BaseSettings):
     port: int = Field(8000, ge=0, le=65535)  # 0 picks a free port
     key: SecretStr | None = None  # SOBESEDNIK_API_KEY; when set, /v1/* needs `Authorization: Bearer <key>`
 
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"  # bfloat16 is ~2x faster on CPUs with AMX/AVX512
+    # auto: bfloat16 where the CPU/GPU computes it natively (measured 0.99 greedy top-1 agreement), else float32.
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     quantize: Literal["none", "int8"] = "none"  # dynamic int8 of the linear layers (CPU, MODEL_DIR only)
     threads: int | None = Field(None, ge=1)  # torch intra-op threads; None keeps torch's default (all cores)
 
@@ -47,7 +48,7 @@ class ApiSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _check(self) -> ApiSettings:
-        if self.quantize == "int8" and self.dtype != "float32":
+        if self.quantize == "int8" and self.dtype not in ("auto", "float32"):
             raise ValueError("quantize=int8 works on float32 weights: drop --dtype or --quantize")
         return self
 

@@ -11,6 +11,7 @@ keeps its LoRA layers as they are: only a dtype cast applies there; export it fo
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -22,6 +23,21 @@ logger = logging.getLogger(__name__)
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 QUANTIZE = ("none", "int8")
+# CPU flags of native bf16 matrix units; without them bf16 matmuls are emulated and slower than float32.
+_BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
+
+
+def resolve_dtype(dtype: str, device: str = "cpu") -> str:
+    """`auto` → bfloat16 where the hardware computes it natively (CUDA, AMX / AVX-512 bf16 CPUs), else float32."""
+    if dtype != "auto":
+        return dtype
+    if device == "cuda":
+        return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+    try:
+        flags = Path("/proc/cpuinfo").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return "float32"
+    return "bfloat16" if any(flag in flags.split() for flag in _BF16_CPU_FLAGS) else "float32"
 
 
 def conv1d_to_linear(model: nn.Module) -> int:
@@ -48,13 +64,15 @@ def _is_peft(model: Any) -> bool:
 
 
 def optimize_model(model: Any, *, dtype: str = "float32", quantize: str = "none") -> Any:
-    """The model in eval mode with `dtype` and optional dynamic int8 quantization of its linear layers."""
+    """The model in eval mode with `dtype` (or `auto`) and optional dynamic int8 quantization of its linear layers."""
+    device = next(model.parameters()).device.type
+    dtype = "float32" if dtype == "auto" and quantize == "int8" else resolve_dtype(dtype, device)
     if dtype not in DTYPES:
         raise ConfigError(f"dtype {dtype!r} is not supported: use one of {', '.join(DTYPES)}")
     if quantize not in QUANTIZE:
         raise ConfigError(f"quantize {quantize!r} is not supported: use one of {', '.join(QUANTIZE)}")
     model.eval()
-    on_cpu = next(model.parameters()).device.type == "cpu"
+    on_cpu = device == "cpu"
     if quantize == "int8":
         if _is_peft(model):
             raise ConfigError("--quantize int8 needs a plain model, and this is a RUN_DIR (base + LoRA adapter): "
