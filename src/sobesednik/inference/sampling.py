@@ -74,31 +74,28 @@ def ban_repeated_ngrams(logits: torch.Tensor, seen: list[list[int]], sizes: Sequ
 
 
 def sample_next(logits: torch.Tensor, params: Sequence[SamplingParams], generators: Sequence[Any]) -> torch.Tensor:
-    """One token per row: argmax for greedy rows, otherwise temperature → top-k → top-p → multinomial."""
+    """One token per row: argmax for greedy rows, otherwise temperature → top-k → top-p → multinomial.
+
+    Top-p works on the top-k candidates only (10 for ruDialoGPT), not on a sort of the whole vocabulary: the
+    same result as `transformers`' TopK then TopP warpers, at a fraction of the cost per step.
+    """
     logits = logits.float()
     chosen = logits.argmax(dim=-1)
-    sampled_rows = [row for row, p in enumerate(params) if not p.greedy]
-    if not sampled_rows:
-        return chosen
-    index = torch.tensor(sampled_rows)
-    # A floor on the temperature keeps the scaled scores finite (1e-4 is already greedy in practice).
-    temperatures = torch.tensor([max(params[row].temperature, MIN_TEMPERATURE) for row in sampled_rows])
-    scores = logits[index] / temperatures.unsqueeze(1)
-    vocab = scores.shape[-1]
-    for i, row in enumerate(sampled_rows):
-        top_k = params[row].top_k
-        if 0 < top_k < vocab:
-            kth = torch.topk(scores[i], top_k).values[-1]
-            scores[i][scores[i] < kth] = float("-inf")
-    top_p = torch.tensor([params[row].top_p for row in sampled_rows]).unsqueeze(1)
-    if bool((top_p < 1).any()):
-        sorted_scores, order = scores.sort(dim=-1, descending=False)
-        cumulative = sorted_scores.softmax(dim=-1).cumsum(dim=-1)
-        # Drop the low tail whose total mass is at most 1 - top_p, always keeping the most likely token.
-        remove = cumulative <= (1 - top_p)
-        remove[:, -1] = False
-        scores = scores.scatter(1, order, sorted_scores.masked_fill(remove, float("-inf")))
-    probs = scores.softmax(dim=-1)
-    for i, row in enumerate(sampled_rows):
-        chosen[row] = torch.multinomial(probs[i], 1, generator=generators[row]).item()
+    vocab = logits.shape[-1]
+    for row, p in enumerate(params):
+        if p.greedy:
+            continue
+        # A floor on the temperature keeps the scaled scores finite (1e-4 is already greedy in practice).
+        scores = logits[row] / max(p.temperature, MIN_TEMPERATURE)
+        values, indices = torch.topk(scores, p.top_k if 0 < p.top_k < vocab else vocab)  # sorted, largest first
+        if not torch.isfinite(values[0]):  # everything is banned: fall back to the argmax rather than fail
+            continue
+        if p.top_p < 1:
+            probs = values.softmax(dim=-1)
+            # Keep the smallest head whose mass reaches top_p: a token stays if the mass before it is below top_p.
+            drop = probs.cumsum(dim=-1) - probs >= p.top_p
+            drop[0] = False  # the most likely token always stays (a top_p that rounds to 0 in float32, too)
+            values = values.masked_fill(drop, float("-inf"))
+        pick = torch.multinomial(values.softmax(dim=-1), 1, generator=generators[row])
+        chosen[row] = indices[pick]
     return chosen
