@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -135,3 +136,17 @@ def test_metrics_count_requests_and_batches(client: TestClient) -> None:
     text = client.get("/metrics").text
     assert 'sobesednik_requests_total{route="/v1/chat/completions",status="200"}' in text
     assert "sobesednik_batch_size_count" in text and "sobesednik_queue_depth 0.0" in text
+
+
+def test_a_model_that_fails_to_load_shows_in_readyz(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text("{}", encoding="utf-8")  # a directory, but no model in it
+    with TestClient(create_app(ApiSettings(model=str(tmp_path), _env_file=None))) as client:
+        for _ in range(500):
+            ready = client.get("/readyz")
+            if ready.json()["status"] != "loading":
+                break
+            time.sleep(0.02)
+        assert (ready.status_code, ready.json()["status"]) == (503, "failed")
+        assert ready.json()["detail"]
+        busy = client.post(CHAT, json={"messages": HELLO})
+        assert busy.status_code == 503 and "failed to load" in error_of(busy)["message"]

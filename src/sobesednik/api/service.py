@@ -53,9 +53,9 @@ class Service:
             warmup = generator.defaults.with_overrides(max_new_tokens=1, temperature=0.0)
             await asyncio.to_thread(generator.generate, [Request(generator.chat_prompt(
                 [{"role": "user", "content": "привет"}], 1), warmup)])
-        except SobesednikError as error:
-            self.load_error = str(error)
-            logger.error("cannot load the model: %s", error)
+        except Exception as error:  # any failure must show in /readyz, not leave it "loading" forever
+            self.load_error = str(error) if isinstance(error, SobesednikError) else f"{type(error).__name__}: {error}"
+            logger.error("cannot load the model: %s", self.load_error, exc_info=not isinstance(error, SobesednikError))
             return
         self.generator = generator
         self.batcher = await stack.enter_async_context(Batcher(
