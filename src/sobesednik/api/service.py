@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 from fastapi import Request as HTTPRequest
 
@@ -45,14 +47,18 @@ class Service:
 
     async def start(self, stack: contextlib.AsyncExitStack, generator: Generator | None) -> None:
         """Load the model (unless given), generate one token to warm it up, then start batching."""
+        # Loading, warm-up and every batch run on this one thread (see Batcher).
+        executor = ThreadPoolExecutor(1, thread_name_prefix="sobesednik-generate")
+        stack.callback(executor.shutdown, wait=False)
+        loop = asyncio.get_running_loop()
         try:
             if generator is None:
                 settings = self.settings
-                generator = await asyncio.to_thread(Generator.load, settings.model, dtype=settings.dtype,
-                                                    quantize=settings.quantize)
+                generator = await loop.run_in_executor(executor, functools.partial(
+                    Generator.load, settings.model, dtype=settings.dtype, quantize=settings.quantize))
             warmup = generator.defaults.with_overrides(max_new_tokens=1, temperature=0.0)
-            await asyncio.to_thread(generator.generate, [Request(generator.chat_prompt(
-                [{"role": "user", "content": "привет"}], 1), warmup)])
+            prompt = generator.chat_prompt([{"role": "user", "content": "привет"}], 1)
+            await loop.run_in_executor(executor, generator.generate, [Request(prompt, warmup)])
         except Exception as error:  # any failure must show in /readyz, not leave it "loading" forever
             self.load_error = str(error) if isinstance(error, SobesednikError) else f"{type(error).__name__}: {error}"
             logger.error("cannot load the model: %s", self.load_error, exc_info=not isinstance(error, SobesednikError))
@@ -60,7 +66,7 @@ class Service:
         self.generator = generator
         self.batcher = await stack.enter_async_context(Batcher(
             generator, max_batch_size=self.settings.max_batch_size, max_wait_ms=self.settings.max_wait_ms,
-            max_queue=self.settings.max_queue, on_batch=self.metrics.batch_size.observe))
+            max_queue=self.settings.max_queue, on_batch=self.metrics.batch_size.observe, executor=executor))
         self.metrics.watch_queue(lambda: self.batcher.queued if self.batcher else 0)
         logger.info("model %s ready", self.settings.served_name)
 

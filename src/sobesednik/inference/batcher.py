@@ -1,7 +1,7 @@
 """Dynamic micro-batching: requests that arrive together are decoded as one batch, off the event loop.
 
 A request is a group of rows (its `n` choices), kept together. The worker waits for the first group, then up
-to `max_wait_ms` for more until `max_batch_size` rows are queued, and runs `Generator.generate` in a worker
+to `max_wait_ms` for more until `max_batch_size` rows are queued, and runs `Generator.generate` in its one worker
 thread, so the event loop keeps serving health checks, streams and new arrivals meanwhile. The queue is
 bounded: past `max_queue` waiting rows `submit` raises `QueueFullError` (the API answers 429). A caller that is
 cancelled (client gone, timeout) marks its rows cancelled, and the decoding loop drops them at the next token.
@@ -17,6 +17,7 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 from sobesednik.errors import SobesednikError
 from sobesednik.inference.generator import Completion, Generator, Request
@@ -32,8 +33,13 @@ class Batcher:
     """Collects concurrent requests into batches for one `Generator`; use as an async context manager."""
 
     def __init__(self, generator: Generator, *, max_batch_size: int = 16, max_wait_ms: float = 10,
-                 max_queue: int = 64, on_batch: Callable[[int], None] | None = None) -> None:
+                 max_queue: int = 64, on_batch: Callable[[int], None] | None = None,
+                 executor: ThreadPoolExecutor | None = None) -> None:
         self.generator = generator
+        # Always the same thread: torch starts an OpenMP team per calling thread, and idle teams of other
+        # threads spinning beside the working one slowed batch-1 decoding several times over.
+        self.executor = executor or ThreadPoolExecutor(1, thread_name_prefix="sobesednik-generate")
+        self._owns_executor = executor is None
         self.max_batch_size = max_batch_size
         self.max_wait = max_wait_ms / 1000
         self.max_queue = max_queue
@@ -58,6 +64,8 @@ class Batcher:
                 await self._worker
         for _, future in self._queue:
             future.cancel()
+        if self._owns_executor:
+            self.executor.shutdown(wait=False)
 
     async def submit(self, requests: Sequence[Request]) -> list[Completion]:
         """Generate `requests` in some upcoming batch; raises `QueueFullError` when the queue is full."""
@@ -101,7 +109,8 @@ class Batcher:
             if self.on_batch is not None:
                 self.on_batch(len(rows))
             try:
-                completions = await asyncio.to_thread(self.generator.generate, rows)
+                completions = await asyncio.get_running_loop().run_in_executor(self.executor,
+                                                                               self.generator.generate, rows)
             except Exception as error:  # one bad batch must not stop the service; its callers get the error
                 logger.exception("generation failed for a batch of %d rows", len(rows))
                 for _, future in batch:
