@@ -288,14 +288,14 @@ def beam_cost(model: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="1 round, ours-int8 only, no beam measurement")
+    parser.add_argument("--quick", action="store_true", help="1 round, ours-bf16 only, no beam measurement")
     parser.add_argument("--rounds", type=int, default=2, help="requests per user, one after another")
-    parser.add_argument("--modes", default="ours-bf16,ours-int8,naive,ct2", help="comma-separated engines")
+    parser.add_argument("--modes", help="comma-separated engines (default: ours-bf16,ours-int8,naive,ct2)")
     parser.add_argument("--model-dir", type=Path, default=Path("/tmp/sobesednik-bench/rudialogpt-medium-random"))
     parser.add_argument("--out", type=Path, help="also write the figures as JSON here")
     args = parser.parse_args()
     rounds = 1 if args.quick else args.rounds
-    modes = "ours-int8,naive,ct2" if args.quick else args.modes
+    modes = args.modes or ("ours-bf16,naive,ct2" if args.quick else "ours-bf16,ours-int8,naive,ct2")
     model = build_model(args.model_dir)
     print(f"{USERS} users x {rounds} rounds, {REPLY_TOKENS} forced tokens per reply, 2-core CPU", flush=True)
     rows = []
