@@ -69,7 +69,8 @@ def demo(settings: DemoSettings, console: Console | None = None) -> DemoPaths:
     shutil.rmtree(settings.out, ignore_errors=True)
 
     console.rule("1/5 prepare: Telegram export → dialogue samples")
-    prepare(PrepareSettings(exports=[settings.export], out=paths.data, progress=False))
+    # The sample holds a phone and a card number on purpose: a chat model must not learn to repeat them.
+    prepare(PrepareSettings(exports=[settings.export], out=paths.data, mask_pii=True, progress=False))
     console.print(f"dataset and statistics: {paths.data}/ (stats.md)")
 
     console.rule("2/5 tiny-model: an offline stand-in for ruDialoGPT-medium")
