@@ -131,6 +131,20 @@ async def test_stream_chat_yields_deltas():
     assert pieces == ["при", "вет"]
 
 
+async def test_stream_error_event_after_the_start_is_raised():
+    chunk = {"choices": [{"index": 0, "delta": {"content": "при"}}]}
+    error = {"error": {"message": "generation failed", "type": "server_error", "code": "internal_error"}}
+    body = f"data: {json.dumps(chunk)}\n\ndata: {json.dumps(error)}\n\ndata: [DONE]\n\n"
+
+    async with _client(lambda request: httpx.Response(200, text=body)) as client:
+        pieces = []
+        with pytest.raises(ServiceRejectedError, match="failed during a streamed chat: generation failed") as e:
+            async for piece in client.stream_chat([{"role": "user", "content": "x"}]):
+                pieces.append(piece)
+    assert pieces == ["при"]
+    assert e.value.code == "internal_error"
+
+
 async def test_models_and_readiness():
     def handler(request: httpx.Request) -> httpx.Response:
         if request.url.path == "/v1/models":

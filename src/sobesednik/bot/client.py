@@ -203,7 +203,15 @@ class ServiceClient:
                     data = line[len("data:") :].strip()
                     if data == "[DONE]":
                         return
-                    delta = json.loads(data)["choices"][0].get("delta", {}).get("content")
+                    event = json.loads(data)
+                    if "error" in event:  # the service failed after the stream began: it sends one error event
+                        error = event["error"]
+                        raise ServiceRejectedError(
+                            f"the service at {self.base_url} failed during a streamed chat: {error.get('message')}",
+                            status=response.status_code,
+                            code=error.get("code"),
+                        )
+                    delta = event["choices"][0].get("delta", {}).get("content")
                     if delta:
                         yield delta
         except (httpx.TransportError, httpx.TimeoutException) as error:
