@@ -29,10 +29,10 @@ class TinyModelSettings(BaseSettings):
     model_config = _config("TINY")
 
     data: Path = Path("data")  # a `prepare --out` dir; the tokenizer and pretraining read its train.jsonl
-    out: Path = Path("models/tiny")
+    out: Path = Path("models/tiny")  # the model dir that `train --base` takes
     pretrain_steps: int = Field(300, ge=0)  # plain-LM steps on the text, so LoRA has something to adapt
     vocab_size: int = Field(2000, ge=300)  # BPE merges + bytes + special tokens
-    seed: int = 0
+    seed: int = 0  # seeds the tokenizer-independent init and the pretraining order
 
 
 class TrainSettings(BaseSettings):
@@ -42,18 +42,18 @@ class TrainSettings(BaseSettings):
 
     data: Path = Path("data")  # a `prepare --out` dir with train.jsonl and valid.jsonl
     base: str = DEFAULT_BASE_MODEL  # Hub id or local model dir
-    out: Path = Path("runs/sobesednik")
+    out: Path = Path("runs/sobesednik")  # the run dir: adapter, checkpoints, metrics.jsonl, loss.png, samples.md, config.yaml
     max_length: int = Field(256, ge=8)  # tokens per sample; oldest context turns are dropped to fit
-    epochs: float = Field(3.0, gt=0)
+    epochs: float = Field(3.0, gt=0)  # passes over train.jsonl; early stopping usually ends sooner
     max_steps: int = Field(-1, ge=-1)  # optimizer steps; > 0 overrides --epochs
     batch_size: int = Field(8, ge=1)  # per process: samples, or packed rows of --max-length tokens
-    gradient_accumulation_steps: int = Field(1, ge=1)
+    gradient_accumulation_steps: int = Field(1, ge=1)  # batches per optimizer step: a larger effective batch without more memory
     learning_rate: float = Field(2e-4, gt=0)  # the usual LoRA rate; full fine-tuning would use ~10x less
     warmup_ratio: float = Field(0.05, ge=0, lt=1)  # share of steps with linear warmup before the cosine decay
-    weight_decay: float = Field(0.0, ge=0)
-    lora_r: int = Field(8, ge=1)
+    weight_decay: float = Field(0.0, ge=0)  # LoRA's few parameters rarely need it
+    lora_r: int = Field(8, ge=1)  # LoRA rank: 8 learns a chat's style; more rarely helps on small chats
     lora_alpha: int = Field(16, ge=1)  # scale alpha/r = 2, peft's common choice
-    lora_dropout: float = Field(0.05, ge=0, lt=1)
+    lora_dropout: float = Field(0.05, ge=0, lt=1)  # dropout on the LoRA input, against overfitting small chats
     # GPT-2 module names; measured: c_attn+c_proj learns as well as adding c_fc at lower cost (docs/benchmarks.md)
     lora_target_modules: list[str] = ["c_attn", "c_proj"]
     packing: bool = True  # measured: concatenating samples (block-diagonal attention) beats length grouping
@@ -62,11 +62,11 @@ class TrainSettings(BaseSettings):
     eval_steps: int = Field(0, ge=0)  # evaluate every N steps; 0 = once per epoch
     patience: int = Field(3, ge=0)  # evaluations without a better valid loss before stopping; 0 = never stop
     save_total_limit: int = Field(2, ge=1)  # checkpoints kept (the best one is always kept)
-    logging_steps: int = Field(10, ge=1)
+    logging_steps: int = Field(10, ge=1)  # log the train loss every N optimizer steps
     samples: int = Field(10, ge=0)  # valid contexts answered before/after training in samples.md
     resume: bool = False  # continue from the last checkpoint in --out
     load_in_4bit: bool = False  # QLoRA (bitsandbytes NF4); CUDA only
-    seed: int = 42
+    seed: int = 42  # seeds weights of LoRA, shuffling and dropout: the same seed gives the same run
 
     @model_validator(mode="after")
     def _check(self) -> TrainSettings:
@@ -85,11 +85,11 @@ class EvaluateSettings(BaseSettings):
     base: str | None = None  # the base for --compare-base when --model is a MODEL_DIR (a RUN_DIR knows its own)
     compare_base: bool = False  # also evaluate the base model and show it beside
     max_length: int = Field(256, ge=8)  # tokens, as in training
-    batch_size: int = Field(8, ge=1)
+    batch_size: int = Field(8, ge=1)  # samples per forward pass
     samples: int = Field(50, ge=0)  # contexts to generate replies for (style statistics)
     max_new_tokens: int = Field(int(RECOMMENDED_GENERATION["max_new_tokens"]), ge=1)  # the model card's value
     out: Path | None = None  # also write the JSON report here
-    seed: int = 42
+    seed: int = 42  # sampling seed: the same seed gives the same replies
 
 
 class ExportSettings(BaseSettings):
@@ -97,8 +97,8 @@ class ExportSettings(BaseSettings):
 
     model_config = _config("EXPORT")
 
-    run_dir: Path = Path("runs/sobesednik")
-    out: Path = Path("models/sobesednik")
+    run_dir: Path = Path("runs/sobesednik")  # the `train --out` dir to merge
+    out: Path = Path("models/sobesednik")  # the merged model dir, servable by `sobesednik serve`, vLLM or TGI
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"  # CPU serving wants float32
 
 
