@@ -42,12 +42,12 @@ class TrainSettings(BaseSettings):
 
     data: Path = Path("data")  # a `prepare --out` dir with train.jsonl and valid.jsonl
     base: str = DEFAULT_BASE_MODEL  # Hub id or local model dir
-    out: Path = Path("runs/sobesednik")  # the run dir: adapter, checkpoints, metrics.jsonl, loss.png, samples.md, config.yaml
+    out: Path = Path("runs/sobesednik")  # run dir: adapter, checkpoints, metrics, loss.png, samples.md
     max_length: int = Field(256, ge=8)  # tokens per sample; oldest context turns are dropped to fit
     epochs: float = Field(3.0, gt=0)  # passes over train.jsonl; early stopping usually ends sooner
     max_steps: int = Field(-1, ge=-1)  # optimizer steps; > 0 overrides --epochs
     batch_size: int = Field(8, ge=1)  # per process: samples, or packed rows of --max-length tokens
-    gradient_accumulation_steps: int = Field(1, ge=1)  # batches per optimizer step: a larger effective batch without more memory
+    gradient_accumulation_steps: int = Field(1, ge=1)  # batches per step: a larger batch, same memory
     learning_rate: float = Field(2e-4, gt=0)  # the usual LoRA rate; full fine-tuning would use ~10x less
     warmup_ratio: float = Field(0.05, ge=0, lt=1)  # share of steps with linear warmup before the cosine decay
     weight_decay: float = Field(0.0, ge=0)  # LoRA's few parameters rarely need it
