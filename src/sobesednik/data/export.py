@@ -9,11 +9,18 @@ with ijson's C backend (yajl2_c), so memory does not grow with the file: a singl
 `ijson.items` entirely in C, a full account through parse events, because its messages must be told apart by
 chat. Telegram Desktop writes control characters as `\\xNN`, which JSON forbids; `_ExportReader` rewrites them
 to `\\u00NN` at the byte level before the parser sees them, and drops a UTF-8 byte-order mark.
+
+A single chat laid out the way Telegram Desktop writes it (indent 1: each message opens at a line `  {` and
+closes at a line `  }`; JSON strings hold no raw newline, so such a line always ends a message) takes a faster
+path, `_fast_chat_messages`: each ~1 MB chunk is cut after its last closing line and parsed with `orjson` as one
+array, in about 55% of ijson's time. Anything else (compact JSON, an odd layout, a parse error, a truncated file)
+goes back to ijson, which skips the messages already given and raises its usual error.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import re
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -22,6 +29,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import ijson
+import orjson
 from ijson.common import ObjectBuilder
 
 from sobesednik.data.privacy import ENTITY_PLACEHOLDERS, mask_text
@@ -32,6 +40,11 @@ _BOM = b"\xef\xbb\xbf"
 # An even run of backslashes is literal; an odd one followed by x and two hex digits is Telegram's `\xNN`.
 _X_ESCAPE = re.compile(rb"(\\\\)|\\x([0-9a-fA-F]{2})")
 _HELP = "export the chat again in Telegram Desktop: ⋯ → Export chat history → Format: Machine-readable JSON"
+# Telegram Desktop's layout: `"messages": [` as a top-level key (1 space), messages closing at 2 spaces.
+_MESSAGES_START = re.compile(rb'\r?\n "messages": \[\r?\n')
+_MESSAGE_END = b"\n  }"
+_FAST_MAX_HEAD = 1 << 20  # bytes before `"messages": [`: a chat's name, type and id take a few dozen
+_FAST_MAX_PENDING = 64 << 20  # bytes without a message end: not this layout, leave it to ijson
 _MEDIA_KEYS = ("media_type", "photo", "file", "sticker_emoji", "poll", "location_information", "contact_information")
 
 
@@ -68,6 +81,7 @@ class _ExportReader:
         head = self._file.read(len(_BOM))
         self.sha256 = hashlib.sha256(head)
         self.bytes_read = len(head)
+        self.head_size = len(head)  # read here, before `on_bytes` is called for anything
         # The tail of the last chunk that may hold half of an escape sequence; a BOM is dropped here.
         self._pending = b"" if head == _BOM else head
 
@@ -175,6 +189,61 @@ def _account_messages(reader: _ExportReader) -> Iterator[tuple[ChatInfo, dict[st
             chat = ChatInfo(meta.get("id", 0), str(meta.get("name") or "chat"), str(meta.get("type", "")))
 
 
+class _NotFast(Exception):
+    """The fast path cannot go on; ijson takes over."""
+
+
+def _fast_chat_messages(reader: _ExportReader) -> Iterator[Any]:
+    """Items of a single chat's `messages`, parsed with orjson a chunk at a time; raises `_NotFast` on anything odd.
+
+    Each chunk is cut after its last `\\n  }` and the part before is parsed as `[...]`. A cut inside a message
+    would leave unbalanced brackets and fail to parse, so every item given is exactly what ijson would give.
+    """
+    head = reader.read(_CHUNK)
+    match = _MESSAGES_START.search(head)
+    while match is None and len(head) < _FAST_MAX_HEAD and (chunk := reader.read(_CHUNK)):
+        head += chunk
+        match = _MESSAGES_START.search(head)
+    if not head.startswith(b"{") or match is None:
+        raise _NotFast
+    try:  # the keys before `messages` must close as an object, or `messages` is not a top-level key
+        orjson.loads(head[: match.start()].rstrip().removesuffix(b",") + b"}")
+    except orjson.JSONDecodeError:
+        raise _NotFast from None
+    pending = head[match.end():]
+    separated = True  # nothing parsed yet, so no comma is due before the next message
+    while True:
+        if not separated:
+            rest = pending.lstrip()
+            if rest[:1] == b",":
+                pending, separated = rest[1:], True
+            elif rest[:1] == b"]":
+                pending = rest[1:]
+                break
+            elif rest:
+                raise _NotFast
+        cut = pending.rfind(_MESSAGE_END) + len(_MESSAGE_END) if separated else -1
+        if cut >= len(_MESSAGE_END):
+            try:
+                items = orjson.loads(b"[" + pending[:cut] + b"]")
+            except orjson.JSONDecodeError:
+                raise _NotFast from None
+            yield from items
+            pending, separated = pending[cut:], False
+            continue
+        chunk = reader.read(_CHUNK)
+        if not chunk or len(pending) > _FAST_MAX_PENDING:
+            raise _NotFast  # truncated, or not this layout
+        pending += chunk
+    tail = [pending]  # what follows the array: `\\n}` (or more keys), checked as a whole
+    while chunk := reader.read(_CHUNK):
+        tail.append(chunk)
+    try:
+        orjson.loads(b'{"messages":[]' + b"".join(tail))
+    except orjson.JSONDecodeError:
+        raise _NotFast from None
+
+
 class ExportStream:
     """Every raw message of an export with its chat, as `(ChatInfo, dict)`; `sha256` is set once it is read."""
 
@@ -189,8 +258,17 @@ class ExportStream:
         reader = _ExportReader(self.path, self.on_bytes)
         try:
             if self.layout == "chat":
-                for raw in ijson.items(reader, "messages.item", use_float=True, buf_size=_CHUNK):
-                    yield self._chat, raw
+                given = 0
+                try:
+                    for raw in _fast_chat_messages(reader):
+                        given += 1
+                        yield self._chat, raw
+                except _NotFast:
+                    reader.close()
+                    reader = _ExportReader(self.path, _after(reader.bytes_read - reader.head_size, self.on_bytes))
+                    items = ijson.items(reader, "messages.item", use_float=True, buf_size=_CHUNK)
+                    for raw in itertools.islice(items, given, None):
+                        yield self._chat, raw
             else:
                 yield from _account_messages(reader)
             reader.drain()
@@ -199,6 +277,22 @@ class ExportStream:
         finally:
             reader.close()
         self.sha256 = reader.sha256.hexdigest()
+
+
+def _after(reported: int, on_bytes: Callable[[int], None] | None) -> Callable[[int], None] | None:
+    """A progress callback for a second read of a file that reports only bytes past the `reported` ones."""
+    if on_bytes is None:
+        return None
+    seen = 0
+
+    def report(size: int) -> None:
+        nonlocal seen
+        new = max(0, seen + size - max(seen, reported))
+        seen += size
+        if new:
+            on_bytes(new)
+
+    return report
 
 
 def normalise_whitespace(text: str) -> str:
