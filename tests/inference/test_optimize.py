@@ -1,4 +1,5 @@
-"""Conv1D → nn.Linear keeps the outputs; bf16 keeps greedy top-1 agreement with fp32; int8 measured; refusals."""
+"""Conv1D → nn.Linear, packed bf16 linears and the fused GELU keep the outputs; bf16 keeps greedy top-1
+agreement with fp32; int8 measured; refusals."""
 
 from __future__ import annotations
 
@@ -12,7 +13,14 @@ import torch
 from sobesednik.dialogue import render, render_reply
 from sobesednik.errors import ConfigError
 from sobesednik.inference.generator import Generator
-from sobesednik.inference.optimize import conv1d_to_linear, optimize_model, top1_agreement
+from sobesednik.inference.optimize import (
+    PackedLinear,
+    can_pack_bf16,
+    conv1d_to_linear,
+    fuse_gelu,
+    optimize_model,
+    top1_agreement,
+)
 
 
 def test_conv1d_to_linear_keeps_the_logits(generator: Generator, tiny_model_dir: Path) -> None:
@@ -21,9 +29,50 @@ def test_conv1d_to_linear_keeps_the_logits(generator: Generator, tiny_model_dir:
     original = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
     converted = copy.deepcopy(original)
     assert conv1d_to_linear(converted) == 4 * original.config.n_layer  # c_attn, c_proj, c_fc, mlp.c_proj
-    ids = torch.tensor([generator.chat_prompt([{"role": "user", "content": "привет всем"}], 10)])
     with torch.inference_mode():
-        torch.testing.assert_close(converted(input_ids=ids).logits, original(input_ids=ids).logits)
+        torch.testing.assert_close(converted(input_ids=_prompt_ids(generator)).logits,
+                                   original(input_ids=_prompt_ids(generator)).logits)
+
+
+def _prompt_ids(generator: Generator) -> torch.Tensor:
+    return torch.tensor([generator.chat_prompt([{"role": "user", "content": "привет всем, как дела?"}], 10)])
+
+
+def test_fused_gelu_keeps_the_logits(generator: Generator, tiny_model_dir: Path) -> None:
+    from transformers import AutoModelForCausalLM
+
+    original = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    fused = copy.deepcopy(original)
+    assert fuse_gelu(fused) == original.config.n_layer
+    assert not any(type(module).__name__ == "NewGELUActivation" for module in fused.modules())
+    with torch.inference_mode():
+        torch.testing.assert_close(fused(input_ids=_prompt_ids(generator)).logits,
+                                   original(input_ids=_prompt_ids(generator)).logits)
+
+
+@pytest.mark.skipif(not can_pack_bf16(), reason="this torch build has no oneDNN")
+@pytest.mark.parametrize("shape", [(5, 48), (2, 7, 48), (1, 1, 48)])
+def test_packed_linear_computes_what_the_linear_does(shape: tuple[int, ...]) -> None:
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(48, 80).to(torch.bfloat16)
+    hidden = torch.randn(shape, dtype=torch.bfloat16)
+    with torch.inference_mode():
+        torch.testing.assert_close(PackedLinear(linear)(hidden), linear(hidden))
+
+
+@pytest.mark.skipif(not can_pack_bf16(), reason="this torch build has no oneDNN")
+def test_bf16_on_cpu_packs_every_linear_and_keeps_the_logits(generator: Generator, tiny_model_dir: Path) -> None:
+    from transformers import AutoModelForCausalLM
+
+    plain = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    conv1d_to_linear(plain)
+    plain = plain.to(torch.bfloat16)
+    packed = optimize_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir), dtype="bfloat16")
+    assert sum(isinstance(module, PackedLinear) for module in packed.modules()) == 4 * plain.config.n_layer + 1
+    assert not any(type(module) is torch.nn.Linear for module in packed.modules())  # lm_head included
+    with torch.inference_mode():
+        torch.testing.assert_close(packed(input_ids=_prompt_ids(generator)).logits,
+                                   plain(input_ids=_prompt_ids(generator)).logits, atol=0.05, rtol=0.02)
 
 
 @pytest.fixture(scope="module")

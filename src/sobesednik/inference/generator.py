@@ -2,10 +2,10 @@
 
 It loads an exported MODEL_DIR or a RUN_DIR (base + LoRA adapter, unmerged), builds the prompt with the
 dialogue format (oldest turns dropped to fit the context window and the requested reply length), and decodes
-a batch of rows with its own loop over the KV cache: left padding, one sampling setting per row, and a row
-that has finished (the closing `@@ПЕРВЫЙ@@`, EOS, a stop string, its token limit, its client gone) leaves the
-batch at once so it stops costing compute. A reply that comes out empty is resampled a bounded number of
-times, then returned with `finish_reason="empty"`.
+a batch of rows with its own loop over the KV cache (`kv_cache.py`): left padding, one sampling setting per
+row, and a row that has finished (the closing `@@ПЕРВЫЙ@@`, EOS, a stop string, its token limit, its client
+gone) leaves the batch at once so it stops costing compute. A reply that comes out empty is resampled a bounded
+number of times, then returned with `finish_reason="empty"`.
 
     generator = Generator.load("models/my-chat", dtype="bfloat16")
     [completion] = generator.generate([Request(generator.chat_prompt(messages, 40), generator.defaults)])
@@ -25,6 +25,7 @@ import torch
 
 from sobesednik.dialogue import ASSISTANT_TOKEN, USER_TOKEN, Message, render
 from sobesednik.errors import SobesednikError
+from sobesednik.inference.kv_cache import reserved_cache
 from sobesednik.inference.optimize import optimize_model
 from sobesednik.inference.sampling import SamplingParams, apply_repetition_penalty, ban_repeated_ngrams, sample_next
 
@@ -168,7 +169,8 @@ class Generator:
             mask[i, width - len(row.request.prompt):] = 1
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         output = self.model(input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device),
-                            position_ids=positions.to(self.device), use_cache=True, logits_to_keep=1)
+                            position_ids=positions.to(self.device), cache=reserved_cache(), use_cache=True,
+                            logits_to_keep=1)
         cache, logits = output.cache, output.logits[:, -1, :].float()
         active = list(rows)
         seen = [torch.tensor(row.request.prompt, device=self.device) for row in rows]
