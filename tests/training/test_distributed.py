@@ -1,4 +1,4 @@
-"""Data-parallel training: `torchrun` with 2 CPU processes (gloo) runs the unchanged `train` command."""
+"""Data-parallel training: `accelerate launch` and `torchrun` with 2 CPU processes (gloo) run the unchanged `train`."""
 
 from __future__ import annotations
 
@@ -12,15 +12,24 @@ import pytest
 import yaml
 
 
+def _launcher(name: str, port: int) -> list[str]:
+    executable = str(Path(sys.executable).with_name(name))
+    if name == "torchrun":
+        return [executable, "--nproc_per_node", "2", "--master_port", str(port)]
+    # `--multi_gpu` picks accelerate's torch.distributed launcher; without a GPU the ranks use gloo on the CPU.
+    return [executable, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+            "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(port)]
+
+
 @pytest.mark.slow
+@pytest.mark.parametrize("launcher", ["accelerate", "torchrun"])
 def test_two_processes_both_step_and_rank_0_saves_one_adapter(prepared_data_dir: Path, tiny_base_dir: Path,
-                                                               tmp_path: Path):
+                                                               tmp_path: Path, launcher: str):
     out = tmp_path / "run"
     with socket.socket() as probe:  # a free port: other test runs may be launching at the same time
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    launcher = Path(sys.executable).with_name("torchrun")
-    command = [str(launcher), "--nproc_per_node", "2", "--master_port", str(port), "-m", "sobesednik", "train",
+    command = [*_launcher(launcher, port), "-m", "sobesednik", "train",
                "--data", str(prepared_data_dir), "--base", str(tiny_base_dir), "--out", str(out),
                "--max-steps", "4", "--eval-steps", "4", "--batch-size", "2", "--samples", "0", "--precision", "fp32"]
     env = os.environ | {"OMP_NUM_THREADS": "1"}
