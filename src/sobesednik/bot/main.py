@@ -3,7 +3,7 @@
     sobesednik bot                     # long polling; settings from SOBESEDNIK_BOT_* and .env
     SOBESEDNIK_BOT_WEBHOOK_URL=https://bot.example.org/telegram SOBESEDNIK_BOT_WEBHOOK_SECRET=... sobesednik bot
 
-`run_bot(settings)` owns every resource (Bot API session, history store, service client) and closes them when
+`run_bot(settings)` owns every resource (Bot API session, history store, throttle, service client) and closes them when
 `stop` is set: on SIGTERM or SIGINT under `bot(settings)`, or by a test. Nothing here imports torch.
 """
 
@@ -26,8 +26,9 @@ from sobesednik.bot import texts
 from sobesednik.bot.client import ServiceClient
 from sobesednik.bot.handlers import commands, errors, messages
 from sobesednik.bot.history import HistoryStore, open_store
-from sobesednik.bot.middlewares import AccessMiddleware, RetryAfterMiddleware, Throttle
+from sobesednik.bot.middlewares import AccessMiddleware, RetryAfterMiddleware
 from sobesednik.bot.settings import BotSettings
+from sobesednik.bot.throttle import Throttle, open_throttle
 from sobesednik.errors import ConfigError, ServiceError
 
 logger = logging.getLogger(__name__)
@@ -41,13 +42,21 @@ def build_bot(settings: BotSettings) -> Bot:
     return Bot(settings.token_value, session=session, default=DefaultBotProperties(allow_sending_without_reply=True))
 
 
-def build_dispatcher(settings: BotSettings, store: HistoryStore, client: ServiceClient) -> Dispatcher:
-    """The Dispatcher with routers joined and dependencies that handlers receive by name."""
-    throttle = Throttle(
+def build_throttle(settings: BotSettings) -> Throttle:
+    """The limits of generations, kept beside the history: in Redis when replicas share one."""
+    return open_throttle(
+        settings.storage,
         messages=settings.rate_limit_messages,
         seconds=settings.rate_limit_seconds,
         max_inflight=settings.max_inflight_per_chat,
+        # A replica that died mid-reply frees its chat once every retry of that reply would have given up.
+        inflight_ttl=settings.service_deadline + settings.service_timeout,
     )
+
+
+def build_dispatcher(settings: BotSettings, store: HistoryStore, client: ServiceClient,
+                     throttle: Throttle) -> Dispatcher:
+    """The Dispatcher with routers joined and dependencies that handlers receive by name."""
     dispatcher = Dispatcher(settings=settings, store=store, client=client, throttle=throttle)
     dispatcher.update.outer_middleware(AccessMiddleware(settings.allowed_ids))
     dispatcher.include_routers(commands.create_router(), messages.create_router(), errors.create_router())
@@ -116,13 +125,14 @@ async def _serve_webhook(bot: Bot, dispatcher: Dispatcher, settings: BotSettings
 async def run_bot(settings: BotSettings, stop: asyncio.Event) -> None:
     """Run until `stop` is set; every resource opened here is closed here."""
     store = open_store(settings.storage, max_messages=settings.history_max_messages)
+    throttle = build_throttle(settings)
     api_key = settings.service_api_key.get_secret_value() if settings.service_api_key else None
     client = ServiceClient(
         settings.service_url, api_key=api_key, timeout=settings.service_timeout, deadline=settings.service_deadline
     )
     bot = build_bot(settings)
     try:
-        dispatcher = build_dispatcher(settings, store, client)
+        dispatcher = build_dispatcher(settings, store, client, throttle)
         await _prepare(bot, dispatcher, settings)
         if settings.webhook_url is None:
             await _serve_polling(bot, dispatcher, stop)
@@ -131,6 +141,7 @@ async def run_bot(settings: BotSettings, stop: asyncio.Event) -> None:
     finally:
         await bot.session.close()
         await client.aclose()
+        await throttle.close()
         await store.close()
         logger.info("bot stopped")
 

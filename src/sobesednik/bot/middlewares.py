@@ -1,21 +1,18 @@
-"""Cross-cutting bot behaviour: flood-control retries, the allowlist with update logging, and the throttle.
+"""Cross-cutting bot behaviour: flood-control retries, and the allowlist with update logging.
 
 - `RetryAfterMiddleware` wraps every Bot API call (a *session* middleware): on 429 it sleeps the server's
   `retry_after` and tries again, at most `retries` times.
 - `AccessMiddleware` is an outer *update* middleware: logs each update (ids only, never text) and drops those
   from users or chats outside the allowlist before any handler runs.
-- `Throttle` answers two questions before a generation starts: has this user sent too many requests in the
-  window, and is this chat already waiting for `max_inflight` replies?
+
+The per-user and per-chat limits of generations live in `bot/throttle.py`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections import defaultdict, deque
-from collections.abc import Awaitable, Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from aiogram import BaseMiddleware, Bot
@@ -75,42 +72,3 @@ class AccessMiddleware(BaseMiddleware):
             return None
         logger.debug("update %d (%s) from user %s in chat %s", event.update_id, event.event_type, user_id, chat_id)
         return await handler(event, data)
-
-
-class ThrottledError(Exception):
-    """A generation was refused by the throttle; `seconds` until the user may ask again (0: the chat is busy)."""
-
-    def __init__(self, seconds: float) -> None:
-        super().__init__(f"throttled for {seconds:.0f} s")
-        self.seconds = seconds
-
-
-class Throttle:
-    """Per-user sliding-window rate limit and per-chat limit of generations in flight (in this process)."""
-
-    def __init__(self, *, messages: int, seconds: float, max_inflight: int) -> None:
-        self.messages = messages
-        self.seconds = seconds
-        self.max_inflight = max_inflight
-        self._sent: defaultdict[int, deque[float]] = defaultdict(deque)
-        self._inflight: defaultdict[int, int] = defaultdict(int)
-
-    @contextmanager
-    def slot(self, user_id: int, chat_id: int) -> Iterator[None]:
-        """Hold a generation slot for the duration of the block; raise `ThrottledError` when there is none."""
-        now = time.monotonic()
-        sent = self._sent[user_id]
-        while sent and now - sent[0] >= self.seconds:
-            sent.popleft()
-        if len(sent) >= self.messages:
-            raise ThrottledError(self.seconds - (now - sent[0]))
-        if self._inflight[chat_id] >= self.max_inflight:
-            raise ThrottledError(0)
-        sent.append(now)
-        self._inflight[chat_id] += 1
-        try:
-            yield
-        finally:
-            self._inflight[chat_id] -= 1
-            if not self._inflight[chat_id]:
-                del self._inflight[chat_id]

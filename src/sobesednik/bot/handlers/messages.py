@@ -20,8 +20,8 @@ from sobesednik.bot import texts
 from sobesednik.bot.client import ServiceClient
 from sobesednik.bot.context import build_context
 from sobesednik.bot.history import HistoryStore, StoredMessage
-from sobesednik.bot.middlewares import Throttle, ThrottledError
 from sobesednik.bot.settings import BotSettings
+from sobesednik.bot.throttle import Throttle, ThrottledError
 
 logger = logging.getLogger(__name__)
 TELEGRAM_MESSAGE_LIMIT = 4096  # characters per message, Bot API sendMessage
@@ -90,7 +90,7 @@ async def message_handler(
         return
     user_id = message.from_user.id if message.from_user is not None else chat_id
     try:
-        with throttle.slot(user_id, chat_id):
+        async with throttle.slot(user_id, chat_id):
             messages = await build_context(
                 store, chat_id, turn, max_turns=settings.context_turns, max_chars=settings.context_chars
             )
