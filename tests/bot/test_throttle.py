@@ -11,6 +11,12 @@ import pytest
 from sobesednik.bot.throttle import MemoryThrottle, RedisThrottle, ThrottledError, open_throttle
 
 
+async def _take(throttle, user_id: int, chat_id: int) -> None:
+    """Take a slot and give it back at once."""
+    async with throttle.slot(user_id=user_id, chat_id=chat_id):
+        pass
+
+
 def _redis_throttle(url: str, prefix: str, **limits) -> RedisThrottle:
     throttle = open_throttle(url, **limits, inflight_ttl=60)
     assert isinstance(throttle, RedisThrottle)
@@ -41,42 +47,33 @@ async def make_throttle(request):
 async def test_rate_limit_per_user_within_the_window(make_throttle):
     throttle = make_throttle(messages=2, seconds=60, max_inflight=5)
     for _ in range(2):
-        async with throttle.slot(user_id=1, chat_id=1):
-            pass
+        await _take(throttle, 1, 1)
     with pytest.raises(ThrottledError) as error:
-        async with throttle.slot(user_id=1, chat_id=1):
-            pass
+        await _take(throttle, 1, 1)
     assert 0 < error.value.seconds <= 60
-    async with throttle.slot(user_id=2, chat_id=1):  # another user is not limited
-        pass
+    await _take(throttle, 2, 1)  # another user is not limited
 
 
 async def test_the_window_slides(make_throttle):
     throttle = make_throttle(messages=1, seconds=0.3, max_inflight=5)
-    async with throttle.slot(user_id=1, chat_id=1):
-        pass
+    await _take(throttle, 1, 1)
     with pytest.raises(ThrottledError):
-        async with throttle.slot(user_id=1, chat_id=1):
-            pass
+        await _take(throttle, 1, 1)
     await asyncio.sleep(0.35)
-    async with throttle.slot(user_id=1, chat_id=1):
-        pass
+    await _take(throttle, 1, 1)
 
 
 async def test_one_inflight_per_chat_and_release_after_exception(make_throttle):
     throttle = make_throttle(messages=10, seconds=60, max_inflight=1)
     async with throttle.slot(user_id=1, chat_id=7):
         with pytest.raises(ThrottledError) as error:
-            async with throttle.slot(user_id=2, chat_id=7):
-                pass
+            await _take(throttle, 2, 7)
         assert error.value.seconds == 0
-        async with throttle.slot(user_id=2, chat_id=8):  # other chats are free
-            pass
+        await _take(throttle, 2, 8)  # other chats are free
     with pytest.raises(RuntimeError):
         async with throttle.slot(user_id=1, chat_id=7):
             raise RuntimeError("service failed")
-    async with throttle.slot(user_id=1, chat_id=7):
-        pass
+    await _take(throttle, 1, 7)
 
 
 async def test_replicas_share_the_limits_through_redis(redis_server):
@@ -85,14 +82,11 @@ async def test_replicas_share_the_limits_through_redis(redis_server):
     try:
         async with first.slot(user_id=1, chat_id=7):
             with pytest.raises(ThrottledError) as error:  # the chat is busy on the other replica
-                async with second.slot(user_id=2, chat_id=7):
-                    pass
+                await _take(second, 2, 7)
             assert error.value.seconds == 0
-        async with second.slot(user_id=1, chat_id=7):  # released there, taken here: the user's second request
-            pass
+        await _take(second, 1, 7)  # released there, taken here: the user's second request
         with pytest.raises(ThrottledError) as error:
-            async with first.slot(user_id=1, chat_id=9):
-                pass
+            await _take(first, 1, 9)
         assert 59 < error.value.seconds <= 60
     finally:
         await first.close()
@@ -106,10 +100,8 @@ async def test_a_slot_of_a_dead_replica_expires(redis_server):
         dead = throttle.slot(user_id=1, chat_id=7)
         await dead.__aenter__()  # taken and never released, as by a replica killed mid-reply
         with pytest.raises(ThrottledError):
-            async with throttle.slot(user_id=2, chat_id=7):
-                pass
+            await _take(throttle, 2, 7)
         await asyncio.sleep(0.4)
-        async with throttle.slot(user_id=2, chat_id=7):
-            pass
+        await _take(throttle, 2, 7)
     finally:
         await throttle.close()
