@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -61,6 +62,32 @@ def test_missing_directory_is_one_clear_error(tmp_path: Path):
 def test_hub_id_offline_without_cache_says_what_to_do():
     with pytest.raises(ModelDirError, match="not in the local cache and no network: pass a local directory"):
         load_base("tinkoff-ai/ruDialoGPT-medium")
+
+
+def test_hub_id_not_cached_and_hub_unreachable_fails_at_once(monkeypatch: pytest.MonkeyPatch):
+    """One connection attempt, then the clear error: not huggingface_hub's minute of retries."""
+    from huggingface_hub import constants
+
+    # As on a user's machine without network: not offline by configuration, and the Hub does not answer
+    # (a loopback port nobody listens on stands in for it).
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{closed_port}")
+    attempts = []
+    guarded_connect = socket.socket.connect
+
+    def counting_connect(sock: socket.socket, address: object) -> object:
+        if isinstance(address, tuple) and address[1] == closed_port:
+            attempts.append(address)
+        return guarded_connect(sock, address)
+
+    monkeypatch.setattr(socket.socket, "connect", counting_connect)
+    with pytest.raises(ModelDirError, match="not in the local cache and no network"):
+        load_base("tinkoff-ai/ruDialoGPT-medium")
+    assert len(attempts) == 1
 
 
 def test_cli_turns_a_missing_base_into_one_line_and_exit_2(prepared_data_dir: Path, tmp_path: Path):

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from sobesednik.dialogue import ASSISTANT_TOKEN, CLOSING_TOKEN, USER_TOKEN
 from sobesednik.errors import ConfigError, ModelDirError
@@ -44,15 +46,43 @@ def check_model_source(name: str, marker: str = "config.json") -> str:
     return name
 
 
-def _from_pretrained(loader: Any, name: str, marker: str = "config.json", **kwargs: Any) -> Any:
-    """Call `loader.from_pretrained`, turning "cannot find it" into one line with the fix."""
-    source = check_model_source(name, marker)
-    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in {"1", "true", "yes", "on"}:
-        kwargs["local_files_only"] = True  # read at call time: huggingface_hub reads it only once, at import
+def _hub_offline() -> bool:
+    # Read at call time: huggingface_hub reads HF_HUB_OFFLINE only once, at import.
+    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in {"1", "true", "yes", "on"}
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether a TCP connection to the Hub (or `HF_ENDPOINT`) opens within `timeout` seconds."""
+    from huggingface_hub import constants
+
+    endpoint = urlsplit(constants.ENDPOINT)
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
     try:
+        socket.create_connection((endpoint.hostname, port), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
+
+
+def _from_pretrained(loader: Any, name: str, marker: str = "config.json", **kwargs: Any) -> Any:
+    """Call `loader.from_pretrained`, turning "cannot find it" into one line with the fix.
+
+    A Hub id is looked up in the local cache first; only when it is not there is the network tried, and only
+    when the Hub answers at all: huggingface_hub would otherwise retry for most of a minute before failing.
+    """
+    source = check_model_source(name, marker)
+    local = Path(source).is_dir()
+    try:
+        if local:
+            return loader.from_pretrained(source, **kwargs)
+        try:
+            return loader.from_pretrained(source, local_files_only=True, **kwargs)
+        except OSError:
+            if _hub_offline() or not _hub_reachable():
+                raise
         return loader.from_pretrained(source, **kwargs)
     except OSError as error:
-        if Path(source).is_dir():
+        if local:
             raise ModelDirError(f"cannot load {source}: {error}".splitlines()[0]) from None
         raise ModelDirError(
             f"base model {name!r} is not in the local cache and no network: pass a local directory "
