@@ -1,4 +1,5 @@
-"""Generator: batched decoding equals one-by-one decoding, stopping and cleanup, truncation, seeds, resampling."""
+"""Generator: batched decoding equals one-by-one decoding (rows joining a running batch too), stopping and
+cleanup, truncation, seeds, resampling."""
 
 from __future__ import annotations
 
@@ -45,6 +46,29 @@ def test_batch_gives_the_same_greedy_tokens_as_one_by_one(no_stop: Generator) ->
     assert all(c.completion_tokens == 12 and c.finish_reason == "length" for c in batched)
 
 
+def test_rows_that_join_a_running_batch_get_the_same_greedy_tokens_as_alone(no_stop: Generator) -> None:
+    params = greedy(no_stop)
+    first, longer, shorter = (no_stop.chat_prompt(dialogue, 12) for dialogue in DIALOGUES)
+    # One joins with a prompt longer than the running rows (their cache is padded), one shorter (its own is).
+    assert len(longer) > len(first) + 2 and len(shorter) < len(first) + 5
+    arrivals = {2: Request(longer, params), 5: Request(shorter, params)}  # by decoding step
+    done: dict[int, str] = {}
+    calls = []
+
+    def admit(decoding: int) -> list[Request]:
+        calls.append(decoding)
+        request = arrivals.get(len(calls) - 1)
+        if request is None:
+            return []
+        request.on_done = lambda completion, step=len(calls) - 1: done.__setitem__(step, completion.text)
+        return [request]
+
+    [running] = no_stop.generate([Request(first, params)], admit=admit)
+    alone = [no_stop.generate([Request(prompt, params)])[0].text for prompt in (first, longer, shorter)]
+    assert [running.text, done[2], done[5]] == alone
+    assert calls[:7] == [1, 1, 1, 2, 2, 2, 3]  # rows decoding when asked: the arrivals joined at once
+
+
 def test_finished_rows_leave_the_batch_and_the_others_go_on(no_stop: Generator) -> None:
     prompt = no_stop.chat_prompt(DIALOGUES[0], 20)
     short, long = no_stop.generate([Request(prompt, greedy(no_stop, max_new_tokens=3)),
@@ -82,13 +106,13 @@ def test_seed_makes_sampling_reproducible(no_stop: Generator) -> None:
 
 def test_empty_replies_are_resampled_then_reported(generator: Generator, monkeypatch: pytest.MonkeyPatch) -> None:
     decoded: list[int] = []
-    real_decode = generator._decode
+    real_prefill = generator._prefill
 
-    def counting_decode(rows: list) -> None:
+    def counting_prefill(rows: list):
         decoded.append(len(rows))
-        real_decode(rows)
+        return real_prefill(rows)
 
-    monkeypatch.setattr(generator, "_decode", counting_decode)
+    monkeypatch.setattr(generator, "_prefill", counting_prefill)
     monkeypatch.setattr(generator, "stop_ids", set(range(len(generator.tokenizer))))  # every token ends the reply
     prompt = generator.chat_prompt(DIALOGUES[0], 5)
     [sampled, greedy_reply] = generator.generate([Request(prompt, generator.defaults.with_overrides(seed=1)),

@@ -1,4 +1,5 @@
-"""The reserved-room KV cache gives the logits `transformers`' concatenating cache gives, step after step."""
+"""The reserved-room KV cache gives the logits `transformers`' concatenating cache gives, step after step, and
+two caches stacked into one batch give each row the logits it has alone."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 import torch
 from transformers.cache_utils import DynamicCache
 
-from sobesednik.inference.kv_cache import ReservedLayer, reserved_cache
+from sobesednik.inference.kv_cache import ReservedLayer, reserved_cache, stack_caches
 
 
 def _decode(model, cache, prompt: torch.Tensor, steps: int, drop_row_at: int | None) -> list[torch.Tensor]:
@@ -52,3 +53,27 @@ def test_layers_write_into_reserved_room_instead_of_reallocating(tiny_model_dir:
         model(input_ids=torch.tensor([[14]]), cache=cache, use_cache=True)
     assert cache.layers[0].keys.data_ptr() == before
     assert cache.get_seq_length() == 4
+
+
+def test_stacked_caches_give_each_row_its_own_logits(tiny_model_dir: Path) -> None:
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    seeded = torch.Generator().manual_seed(0)
+    prompts = [torch.randint(10, model.config.vocab_size, (1, length), generator=seeded) for length in (4, 11)]
+    following = torch.tensor([[21], [22]])
+
+    def prefilled(prompt: torch.Tensor):
+        return model(input_ids=prompt, cache=reserved_cache(), use_cache=True).cache
+
+    with torch.inference_mode():
+        alone = [model(input_ids=following[i:i + 1], cache=prefilled(prompt), use_cache=True,
+                       position_ids=torch.tensor([[prompt.shape[1]]])).logits[0, -1]
+                 for i, prompt in enumerate(prompts)]
+        # The short row is left-padded to the long one's length: its mask hides the padding.
+        mask = torch.ones((2, 12), dtype=torch.long)
+        mask[0, :7] = 0
+        stacked = model(input_ids=following, cache=stack_caches(*(prefilled(prompt) for prompt in prompts)),
+                        use_cache=True, attention_mask=mask, position_ids=torch.tensor([[4], [11]])).logits[:, -1]
+    torch.testing.assert_close(stacked[0], alone[0])
+    torch.testing.assert_close(stacked[1], alone[1])

@@ -1,10 +1,13 @@
-"""Dynamic micro-batching: requests that arrive together are decoded as one batch, off the event loop.
+"""Continuous batching: requests are decoded together, and new ones join the running batch between two tokens.
 
-A request is a group of rows (its `n` choices), kept together. The worker waits for the first group, then up
-to `max_wait_ms` for more until `max_batch_size` rows are queued, and runs `Generator.generate` in its one worker
-thread, so the event loop keeps serving health checks, streams and new arrivals meanwhile. The queue is
-bounded: past `max_queue` waiting rows `submit` raises `QueueFullError` (the API answers 429). A caller that is
-cancelled (client gone, timeout) marks its rows cancelled, and the decoding loop drops them at the next token.
+A request is a group of rows (its `n` choices), kept together. When nothing is decoding, the worker waits for
+the first group, then up to `max_wait_ms` for more until `max_batch_size` rows are queued, and runs
+`Generator.generate` in its one worker thread, so the event loop keeps serving health checks, streams and new
+arrivals meanwhile. While that batch decodes, the generator asks before every token whether queued groups fit
+in `max_batch_size` rows; those join at once, so a request never waits for a whole batch to finish, and each
+caller gets its reply as soon as its own rows are done. The queue is bounded: past `max_queue` waiting rows
+`submit` raises `QueueFullError` (the API answers 429). A caller that is cancelled (client gone, timeout)
+marks its rows cancelled, and the decoding loop drops them at the next token.
 
     async with Batcher(generator, max_batch_size=16, max_wait_ms=10, max_queue=64) as batcher:
         completions = await batcher.submit([Request(prompt, params)])
@@ -15,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -29,8 +33,32 @@ class QueueFullError(SobesednikError):
     """Too many rows are waiting for generation; the caller should retry after a short pause."""
 
 
+class _Group:
+    """One caller's rows and the future that gets their completions once every row is done."""
+
+    def __init__(self, requests: list[Request], future: asyncio.Future[list[Completion]]) -> None:
+        self.requests = requests
+        self.future = future
+        self._completions: list[Completion | None] = [None] * len(requests)
+        self._left = len(requests)
+        loop = future.get_loop()
+        for index, request in enumerate(requests):
+            # Called in the decoding thread: hand over to the event loop, which owns the future.
+            request.on_done = lambda completion, index=index: loop.call_soon_threadsafe(self._done, index, completion)
+
+    def _done(self, index: int, completion: Completion) -> None:
+        self._completions[index] = completion
+        self._left -= 1
+        if not self._left and not self.future.done():
+            self.future.set_result([c for c in self._completions if c is not None])
+
+    def fail(self, error: BaseException) -> None:
+        if not self.future.done():
+            self.future.set_exception(error)
+
+
 class Batcher:
-    """Collects concurrent requests into batches for one `Generator`; use as an async context manager."""
+    """Collects concurrent requests into one running batch of a `Generator`; use as an async context manager."""
 
     def __init__(self, generator: Generator, *, max_batch_size: int = 16, max_wait_ms: float = 10,
                  max_queue: int = 64, on_batch: Callable[[int], None] | None = None,
@@ -43,15 +71,19 @@ class Batcher:
         self.max_batch_size = max_batch_size
         self.max_wait = max_wait_ms / 1000
         self.max_queue = max_queue
-        self.on_batch = on_batch  # called with each batch's row count (metrics)
-        self._queue: deque[tuple[list[Request], asyncio.Future[list[Completion]]]] = deque()
+        self.on_batch = on_batch  # called with the row count of each set of rows that starts decoding (metrics)
+        # Shared by the event loop (submit) and the decoding thread (admit): every use holds the lock.
+        self._lock = threading.Lock()
+        self._queue: deque[_Group] = deque()
+        self._decoding: list[_Group] = []
         self._arrived = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
 
     @property
     def queued(self) -> int:
-        """Rows waiting for a batch (not counting the batch being decoded)."""
-        return sum(len(requests) for requests, _ in self._queue)
+        """Rows waiting to join decoding."""
+        with self._lock:
+            return sum(len(group.requests) for group in self._queue)
 
     async def __aenter__(self) -> Batcher:
         self._worker = asyncio.create_task(self._run(), name="sobesednik-batcher")
@@ -62,18 +94,23 @@ class Batcher:
             self._worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
-        for _, future in self._queue:
-            future.cancel()
+        with self._lock:
+            waiting, self._queue = list(self._queue), deque()
+        for group in waiting:
+            group.future.cancel()
         if self._owns_executor:
             self.executor.shutdown(wait=False)
 
     async def submit(self, requests: Sequence[Request]) -> list[Completion]:
-        """Generate `requests` in some upcoming batch; raises `QueueFullError` when the queue is full."""
-        if self.queued + len(requests) > self.max_queue:
-            raise QueueFullError(f"the generation queue is full ({self.queued} of {self.max_queue} waiting): "
-                                 "retry in a second")
+        """Generate `requests` in the running or the next batch; raises `QueueFullError` when the queue is full."""
         future: asyncio.Future[list[Completion]] = asyncio.get_running_loop().create_future()
-        self._queue.append((list(requests), future))
+        group = _Group(list(requests), future)
+        with self._lock:
+            queued = sum(len(waiting.requests) for waiting in self._queue)
+            if queued + len(requests) > self.max_queue:
+                raise QueueFullError(f"the generation queue is full ({queued} of {self.max_queue} waiting): "
+                                     "retry in a second")
+            self._queue.append(group)
         self._arrived.set()
         try:
             return await future
@@ -82,8 +119,35 @@ class Batcher:
                 request.cancelled.set()
             raise
 
-    async def _next_batch(self) -> list[tuple[list[Request], asyncio.Future[list[Completion]]]]:
-        while not self._queue:
+    def _take(self, free_rows: int) -> list[_Group]:
+        """Queued groups, oldest first, that fit in `free_rows` (a group stays whole); the lock must be held."""
+        taken: list[_Group] = []
+        while self._queue:
+            if self._queue[0].future.done():  # a caller cancelled while waiting costs nothing
+                self._queue.popleft()
+                continue
+            if len(self._queue[0].requests) > free_rows:
+                break
+            group = self._queue.popleft()
+            taken.append(group)
+            free_rows -= len(group.requests)
+        if not taken and self._queue and free_rows == self.max_batch_size:
+            taken.append(self._queue.popleft())  # a group larger than a batch still runs, alone
+        self._decoding += taken
+        return taken
+
+    def _admit(self, decoding_rows: int) -> list[Request]:
+        """The generator's hook between two tokens (decoding thread): the queued requests that fit now."""
+        with self._lock:
+            groups = self._take(self.max_batch_size - decoding_rows)
+        rows = [request for group in groups for request in group.requests]
+        if rows and self.on_batch is not None:
+            self.on_batch(len(rows))
+        return rows
+
+    async def _gather(self) -> None:
+        """Wait for a first request, then up to `max_wait` for the batch to fill."""
+        while not self.queued:
             self._arrived.clear()
             await self._arrived.wait()
         loop = asyncio.get_running_loop()
@@ -92,33 +156,20 @@ class Batcher:
             self._arrived.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._arrived.wait(), left)
-        batch, rows = [], 0
-        while self._queue and (not batch or rows + len(self._queue[0][0]) <= self.max_batch_size):
-            requests, future = self._queue.popleft()
-            if not future.done():  # a caller cancelled while waiting costs nothing
-                batch.append((requests, future))
-                rows += len(requests)
-        return batch
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
-            batch = await self._next_batch()
-            if not batch:
-                continue
-            rows = [request for requests, _ in batch for request in requests]
-            if self.on_batch is not None:
-                self.on_batch(len(rows))
+            await self._gather()
             try:
-                completions = await asyncio.get_running_loop().run_in_executor(self.executor,
-                                                                               self.generator.generate, rows)
+                await loop.run_in_executor(self.executor, self.generator.generate, [], self._admit)
             except Exception as error:  # one bad batch must not stop the service; its callers get the error
-                logger.exception("generation failed for a batch of %d rows", len(rows))
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(error)
+                logger.exception("generation failed for a batch")
+                with self._lock:
+                    failed, self._decoding = self._decoding, []
+                for group in failed:
+                    group.fail(error)
                 continue
-            start = 0
-            for requests, future in batch:
-                if not future.done():
-                    future.set_result(completions[start:start + len(requests)])
-                start += len(requests)
+            # Every row reported before `generate` returned, and those reports ran on the loop before this line.
+            with self._lock:
+                self._decoding = []

@@ -4,8 +4,10 @@ It loads an exported MODEL_DIR or a RUN_DIR (base + LoRA adapter, unmerged), bui
 dialogue format (oldest turns dropped to fit the context window and the requested reply length), and decodes
 a batch of rows with its own loop over the KV cache (`kv_cache.py`): left padding, one sampling setting per
 row, and a row that has finished (the closing `@@ПЕРВЫЙ@@`, EOS, a stop string, its token limit, its client
-gone) leaves the batch at once so it stops costing compute. A reply that comes out empty is resampled a bounded
-number of times, then returned with `finish_reason="empty"`.
+gone) leaves the batch at once so it stops costing compute. Between two tokens, rows of new requests may join
+the running batch (continuous batching: `admit`), so a request never waits for a whole batch to finish. A
+reply that comes out empty is resampled (it re-joins as a new row) a bounded number of times, then returned
+with `finish_reason="empty"`.
 
     generator = Generator.load("models/my-chat", dtype="bfloat16")
     [completion] = generator.generate([Request(generator.chat_prompt(messages, 40), generator.defaults)])
@@ -25,7 +27,7 @@ import torch
 
 from sobesednik.dialogue import ASSISTANT_TOKEN, USER_TOKEN, Message, render
 from sobesednik.errors import SobesednikError
-from sobesednik.inference.kv_cache import reserved_cache
+from sobesednik.inference.kv_cache import reserved_cache, stack_caches
 from sobesednik.inference.optimize import optimize_model
 from sobesednik.inference.sampling import SamplingParams, apply_repetition_penalty, ban_repeated_ngrams, sample_next
 
@@ -46,6 +48,7 @@ class Request:
     prompt: list[int]
     params: SamplingParams
     on_text: Callable[[str], None] | None = None  # receives each new piece of the cleaned reply (streaming)
+    on_done: Callable[[Completion], None] | None = None  # receives the completion as soon as the row is finished
     cancelled: threading.Event = field(default_factory=threading.Event)  # set when the client went away
 
 
@@ -65,6 +68,18 @@ class _Row:
     sent: str = ""  # cleaned text already passed to on_text
     finish_reason: str = ""
     attempts: int = 0
+
+
+@dataclass
+class _Batch:
+    """The rows being decoded together and their state; `logits` predict each row's next token."""
+
+    rows: list[_Row]
+    cache: Any
+    mask: torch.Tensor  # [rows, width]: 1 over each row's tokens, 0 over its left padding
+    last_position: torch.Tensor  # [rows]: position id of each row's last token
+    seen: list[torch.Tensor]  # per row: prompt and reply so far (repetition penalty)
+    logits: torch.Tensor  # [rows, vocab], float32
 
 
 def clean_reply(text: str, stop: Sequence[str] = ()) -> str:
@@ -135,18 +150,40 @@ class Generator:
 
     # ---- generation ----------------------------------------------------------------------------------------
 
-    def generate(self, requests: Sequence[Request]) -> list[Completion]:
-        """Generate every request in one batch; empty sampled replies are retried up to `max_resamples` times."""
+    def generate(self, requests: Sequence[Request],
+                 admit: Callable[[int], Sequence[Request]] | None = None) -> list[Completion]:
+        """Generate `requests` as one batch and return their completions.
+
+        Before each token, `admit(rows_decoding)` may hand over more requests; they join the batch, and like
+        every request they report through `on_done` when finished. A sampled reply that comes out empty is
+        retried up to `max_resamples` times.
+        """
         rows = [_Row(request, _rng(request.params.seed)) for request in requests]
-        pending = rows
-        while pending:
-            self._decode(pending)
-            pending = [row for row in pending if row.finish_reason in ("stop", "length") and not self._text(row)
-                       and not row.request.params.greedy and row.attempts < self.max_resamples]
-            for row in pending:
-                row.attempts += 1
-                row.tokens, row.finish_reason = [], ""
+        joining, batch = list(rows), None
+        while True:
+            if admit is not None:
+                decoding = len(joining) + (len(batch.rows) if batch else 0)
+                joining += [_Row(request, _rng(request.params.seed)) for request in admit(decoding)]
+            if joining:
+                batch = self._join(batch, self._prefill(joining))
+                joining = []
+            if batch is None or not batch.rows:
+                break
+            for row in self._advance(batch):
+                if self._should_resample(row):
+                    row.attempts += 1
+                    row.tokens, row.finish_reason = [], ""
+                    joining.append(row)
+                elif row.request.on_done is not None:
+                    row.request.on_done(self._completion(row))
+            if not batch.rows and not joining:
+                batch = None
         return [self._completion(row) for row in rows]
+
+    def _should_resample(self, row: _Row) -> bool:
+        """An empty sampled reply gets another try; greedy decoding would only repeat itself."""
+        return (row.finish_reason in ("stop", "length") and not self._text(row) and not row.request.params.greedy
+                and row.attempts < self.max_resamples)
 
     def _completion(self, row: _Row) -> Completion:
         text = self._text(row)
@@ -158,8 +195,8 @@ class Generator:
         return clean_reply(decoded, row.request.params.stop)
 
     @torch.inference_mode()
-    def _decode(self, rows: list[_Row]) -> None:
-        """The batched decoding loop; sets `tokens` and `finish_reason` of every row."""
+    def _prefill(self, rows: list[_Row]) -> _Batch:
+        """One forward pass over the left-padded prompts of `rows`: their cache and first-token logits."""
         pad = self.tokenizer.pad_token_id
         width = max(len(row.request.prompt) for row in rows)
         input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
@@ -171,37 +208,59 @@ class Generator:
         output = self.model(input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device),
                             position_ids=positions.to(self.device), cache=reserved_cache(), use_cache=True,
                             logits_to_keep=1)
-        cache, logits = output.cache, output.logits[:, -1, :].float()
-        active = list(rows)
-        seen = [torch.tensor(row.request.prompt, device=self.device) for row in rows]
-        last_position = positions[:, -1].to(self.device)
-        mask = mask.to(self.device)
-        while active:
-            params = [row.request.params for row in active]
-            apply_repetition_penalty(logits, seen, [p.repetition_penalty for p in params])
-            ban_repeated_ngrams(logits, [row.request.prompt + row.tokens for row in active],
-                                [p.no_repeat_ngram_size for p in params])
-            for i, row in enumerate(active):
-                if len(row.tokens) < row.request.params.min_new_tokens:
-                    logits[i, list(self.stop_ids)] = float("-inf")
-            chosen = sample_next(logits, params, [row.rng for row in active]).tolist()
-            keep = [i for i, (row, token) in enumerate(zip(active, chosen, strict=True)) if self._step(row, token)]
-            if not keep:
-                break
-            if len(keep) < len(active):  # finished rows leave the batch, and the cache with them
-                index = torch.tensor(keep, device=self.device)
-                cache.batch_select_indices(index)
-                mask, last_position = mask[index], last_position[index]
-                seen = [seen[i] for i in keep]
-                active = [active[i] for i in keep]
-                chosen = [chosen[i] for i in keep]
-            step = torch.tensor(chosen, device=self.device).unsqueeze(1)
-            seen = [torch.cat([s, step[i]]) for i, s in enumerate(seen)]
-            mask = torch.cat([mask, torch.ones_like(step)], dim=1)
-            last_position = last_position + 1
-            output = self.model(input_ids=step, attention_mask=mask, position_ids=last_position.unsqueeze(1),
-                                cache=cache, use_cache=True)
-            cache, logits = output.cache, output.logits[:, -1, :].float()
+        return _Batch(rows=list(rows), cache=output.cache, mask=mask.to(self.device),
+                      last_position=positions[:, -1].to(self.device),
+                      seen=[torch.tensor(row.request.prompt, device=self.device) for row in rows],
+                      logits=output.logits[:, -1, :].float())
+
+    @staticmethod
+    def _join(running: _Batch | None, joining: _Batch) -> _Batch:
+        """The rows of `joining` appended to the running batch; the shorter side's cache and mask left-padded."""
+        if running is None or not running.rows:
+            return joining
+        width = max(running.mask.shape[1], joining.mask.shape[1])
+
+        def padded(mask: torch.Tensor) -> torch.Tensor:
+            return torch.nn.functional.pad(mask, (width - mask.shape[1], 0))
+
+        return _Batch(rows=running.rows + joining.rows, cache=stack_caches(running.cache, joining.cache),
+                      mask=torch.cat([padded(running.mask), padded(joining.mask)]),
+                      last_position=torch.cat([running.last_position, joining.last_position]),
+                      seen=running.seen + joining.seen, logits=torch.cat([running.logits, joining.logits]))
+
+    @torch.inference_mode()
+    def _advance(self, batch: _Batch) -> list[_Row]:
+        """Sample one token for every row; finished rows leave the batch (returned), the rest run one step."""
+        logits, rows = batch.logits, batch.rows
+        params = [row.request.params for row in rows]
+        apply_repetition_penalty(logits, batch.seen, [p.repetition_penalty for p in params])
+        ban_repeated_ngrams(logits, [row.request.prompt + row.tokens for row in rows],
+                            [p.no_repeat_ngram_size for p in params])
+        for i, row in enumerate(rows):
+            if len(row.tokens) < row.request.params.min_new_tokens:
+                logits[i, list(self.stop_ids)] = float("-inf")
+        chosen = sample_next(logits, params, [row.rng for row in rows]).tolist()
+        going = [self._step(row, token) for row, token in zip(rows, chosen, strict=True)]
+        finished = [row for row, goes in zip(rows, going, strict=True) if not goes]
+        keep = [i for i, goes in enumerate(going) if goes]
+        if not keep:
+            batch.rows = []
+            return finished
+        if finished:  # finished rows leave the batch, and the cache with them
+            index = torch.tensor(keep, device=self.device)
+            batch.cache.batch_select_indices(index)
+            batch.mask, batch.last_position = batch.mask[index], batch.last_position[index]
+            batch.rows = [rows[i] for i in keep]
+            batch.seen = [batch.seen[i] for i in keep]
+            chosen = [chosen[i] for i in keep]
+        step = torch.tensor(chosen, device=self.device).unsqueeze(1)
+        batch.seen = [torch.cat([seen, step[i]]) for i, seen in enumerate(batch.seen)]
+        batch.mask = torch.cat([batch.mask, torch.ones_like(step)], dim=1)
+        batch.last_position = batch.last_position + 1
+        output = self.model(input_ids=step, attention_mask=batch.mask, position_ids=batch.last_position.unsqueeze(1),
+                            cache=batch.cache, use_cache=True)
+        batch.cache, batch.logits = output.cache, output.logits[:, -1, :].float()
+        return finished
 
     def _step(self, row: _Row, token: int) -> bool:
         """Take one token for `row`; False when the row is finished."""

@@ -5,6 +5,7 @@ step: at 16 rows that was 15% of a reply's time on a 2-core CPU (`docs/benchmark
 allocates room for `headroom` more tokens and writes new ones in place; what it returns are views of that
 room, so attention reads the same numbers. A finished row leaving the batch (`batch_select_indices`) copies
 the remaining rows' blocks once, room included; only running out of room copies into a bigger block.
+`stack_caches` puts the rows of two caches into one (continuous batching: new requests join a running batch).
 
     output = model(input_ids=ids, cache=reserved_cache(), use_cache=True)
 """
@@ -63,6 +64,37 @@ class ReservedLayer(DynamicLayer):
                 block[..., :start, :] = cached
             blocks.append(block)
         self._blocks = (blocks[0], blocks[1])
+
+
+    @classmethod
+    def stacked(cls, layers: list[DynamicLayer]) -> ReservedLayer:
+        """One layer holding the rows of `layers` in order, each right-aligned to the longest (left padding)."""
+        length = max(layer.get_seq_length() for layer in layers)
+        first = layers[0].keys
+        _, heads, _, width = first.shape
+        rows = sum(layer.keys.shape[0] for layer in layers)
+        # Zeros, not garbage, in the padding: masked attention weighs it by exactly 0, and 0 × NaN would be NaN.
+        blocks = tuple(first.new_zeros((rows, heads, length + cls.headroom, width)) for _ in range(2))
+        start = 0
+        for layer in layers:
+            end, cached = start + layer.keys.shape[0], layer.get_seq_length()
+            blocks[0][start:end, :, length - cached:length] = layer.keys
+            blocks[1][start:end, :, length - cached:length] = layer.values
+            start = end
+        stacked = cls()
+        stacked.lazy_initialization(first, layers[0].values)
+        stacked._blocks = (blocks[0], blocks[1])
+        stacked.keys, stacked.values = blocks[0][..., :length, :], blocks[1][..., :length, :]
+        return stacked
+
+
+def stack_caches(first: Cache, second: Cache) -> Cache:
+    """A cache with the rows of `first`, then those of `second`, left-padded to the longer of the two lengths.
+
+    The caller pads the attention masks the same way; positions are per row and do not change.
+    """
+    layers = [ReservedLayer.stacked([a, b]) for a, b in zip(first.layers, second.layers, strict=True)]
+    return Cache(layers=layers)
 
 
 def reserved_cache() -> Cache:
