@@ -108,14 +108,17 @@ class PeakRss:
         return self.peak
 
 
-async def closed_loop(url: str, users: int, rounds: int, body: dict) -> tuple[float, list[float], int]:
-    """`users` clients, each sending `rounds` requests one after another; (wall s, latencies s, tokens)."""
+async def closed_loop(url: str, users: int, rounds: int, body: dict, stagger: float = 0.0
+                      ) -> tuple[float, list[float], int]:
+    """`users` clients, each sending `rounds` requests one after another, user i starting `i * stagger` s late;
+    (wall s, latencies s, tokens)."""
     prompts = dialogues(users * rounds)
     latencies: list[float] = []
     tokens = 0
 
     async def user(index: int, client: httpx.AsyncClient) -> None:
         nonlocal tokens
+        await asyncio.sleep(index * stagger)
         for r in range(rounds):
             start = time.perf_counter()
             response = await client.post(url, json={**body, "messages": prompts[r * users + index]})
@@ -139,7 +142,7 @@ def report(name: str, wall: float, latencies: list[float], tokens: int, rss: flo
     return row
 
 
-def run_ours(model: Path, mode: str, users: int, rounds: int) -> dict:
+def run_ours(model: Path, mode: str, users: int, rounds: int, stagger: float = 0.0) -> dict:
     from service_process import run_service
 
     args = {"ours-bf16": ("--dtype", "bfloat16"), "ours-int8": ("--quantize", "int8"), "ours-fp32": ()}[mode]
@@ -147,8 +150,10 @@ def run_ours(model: Path, mode: str, users: int, rounds: int) -> dict:
                      ready_timeout=600) as service:
         rss = PeakRss(service.process.pid)
         body = {"max_tokens": REPLY_TOKENS, "min_tokens": REPLY_TOKENS, **CARD}
-        wall, latencies, tokens = asyncio.run(closed_loop(f"{service.url}/v1/chat/completions", users, rounds, body))
-        return report(f"{mode}@{users}", wall, latencies, tokens, rss.stop())
+        wall, latencies, tokens = asyncio.run(closed_loop(f"{service.url}/v1/chat/completions", users, rounds, body,
+                                                          stagger))
+        name = f"{mode}@{users}" + (f" every {stagger:g} s" if stagger else "")
+        return report(name, wall, latencies, tokens, rss.stop())
 
 
 # ---- (b) the naive endpoint, run as `bench/serve.py --child-naive MODEL PORT` -------------------------------
@@ -293,11 +298,17 @@ def main() -> None:
     parser.add_argument("--modes", help="comma-separated engines (default: ours-bf16,ours-int8,naive,ct2)")
     parser.add_argument("--model-dir", type=Path, default=Path("/tmp/sobesednik-bench/rudialogpt-medium-random"))
     parser.add_argument("--out", type=Path, help="also write the figures as JSON here")
+    parser.add_argument("--stagger", type=float, default=0.0,
+                        help="seconds between users' first requests (0: all at once); ours only, then stop")
     args = parser.parse_args()
     rounds = 1 if args.quick else args.rounds
     modes = args.modes or ("ours-bf16,naive,ct2" if args.quick else "ours-bf16,ours-int8,naive,ct2")
     model = build_model(args.model_dir)
     print(f"{USERS} users x {rounds} rounds, {REPLY_TOKENS} forced tokens per reply, 2-core CPU", flush=True)
+    if args.stagger:  # arrivals spread over time: what joining a running batch is for
+        for mode in (args.modes or "ours-bf16").split(","):
+            run_ours(model, mode, USERS, rounds, args.stagger)
+        return
     rows = []
     for mode in modes.split(","):
         if mode.startswith("ours"):

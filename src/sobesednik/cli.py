@@ -247,6 +247,8 @@ def serve_command(
     threads: int | None = typer.Option(None, help="Torch threads (default: all cores)."),
     max_batch_size: int | None = typer.Option(None, help="Rows decoded together."),
     max_wait_ms: float | None = typer.Option(None, help="How long a request waits for others to join its batch."),
+    join_fraction: float | None = typer.Option(
+        None, help="Requests join a running batch below this share of --max-batch-size (1: always, 0: never)."),
     max_queue: int | None = typer.Option(None, help="Waiting rows beyond which requests get 429."),
     request_timeout_s: float | None = typer.Option(None, help="Seconds before an unanswered request gets 504."),
 ) -> None:

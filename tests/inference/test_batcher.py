@@ -83,6 +83,24 @@ async def test_a_request_joins_the_running_batch_and_returns_when_its_rows_are_d
     assert fake.calls == 1  # one running batch, joined, not a new batch after the first
 
 
+async def test_a_batch_at_the_join_fraction_shrinks_before_more_join() -> None:
+    fake = FakeGenerator()
+    fake.ticks = threading.Semaphore(0)
+    async with Batcher(fake, max_batch_size=4, max_wait_ms=0, join_fraction=0.5,  # type: ignore[arg-type]
+                       max_queue=8) as batcher:
+        running = asyncio.create_task(batcher.submit([request(2), request(4)]))
+        await until(lambda: fake.batches == [2])
+        later = asyncio.create_task(batcher.submit([request(1)]))
+        await asyncio.sleep(0.01)
+        fake.ticks.release()
+        await asyncio.sleep(0.05)
+        assert fake.batches == [2]  # two of four rows decode: the batch is at half, so the request waits
+        fake.ticks.release()  # the 2-token row finishes
+        await until(lambda: fake.batches == [2, 1])
+        fake.ticks.release(100)
+        await asyncio.gather(running, later)
+
+
 async def test_batches_never_exceed_max_batch_size_and_keep_groups_whole() -> None:
     fake = FakeGenerator()
     async with Batcher(fake, max_batch_size=4, max_wait_ms=100, max_queue=64) as batcher:  # type: ignore[arg-type]

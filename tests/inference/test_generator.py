@@ -56,12 +56,12 @@ def test_rows_that_join_a_running_batch_get_the_same_greedy_tokens_as_alone(no_s
     calls = []
 
     def admit(decoding: int) -> list[Request]:
+        step = len(calls)
         calls.append(decoding)
-        request = arrivals.get(len(calls) - 1)
-        if request is None:
+        if step not in arrivals:
             return []
-        request.on_done = lambda completion, step=len(calls) - 1: done.__setitem__(step, completion.text)
-        return [request]
+        arrivals[step].on_done = lambda completion: done.__setitem__(step, completion.text)
+        return [arrivals[step]]
 
     [running] = no_stop.generate([Request(first, params)], admit=admit)
     alone = [no_stop.generate([Request(prompt, params)])[0].text for prompt in (first, longer, shorter)]

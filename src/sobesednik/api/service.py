@@ -66,7 +66,8 @@ class Service:
         self.generator = generator
         self.batcher = await stack.enter_async_context(Batcher(
             generator, max_batch_size=self.settings.max_batch_size, max_wait_ms=self.settings.max_wait_ms,
-            max_queue=self.settings.max_queue, on_batch=self.metrics.batch_size.observe, executor=executor))
+            join_fraction=self.settings.join_fraction, max_queue=self.settings.max_queue,
+            on_batch=self.metrics.batch_size.observe, executor=executor))
         self.metrics.watch_queue(lambda: self.batcher.queued if self.batcher else 0)
         logger.info("model %s ready", self.settings.served_name)
 

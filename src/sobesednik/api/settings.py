@@ -31,6 +31,9 @@ class ApiSettings(BaseSettings):
 
     max_batch_size: int = Field(16, ge=1, le=256)  # rows decoded together; 16 fills 2 CPU cores' matrix units
     max_wait_ms: float = Field(10, ge=0, le=1000)  # how long a request may wait for others to join its batch
+    # New requests join a running batch while it decodes fewer rows than this share of max_batch_size, else wait
+    # for it to shrink: 0.5 measured best on a 2-core CPU (docs/benchmarks.md); 1 always joins (GPUs), 0 never.
+    join_fraction: float = Field(0.5, ge=0, le=1)
     max_queue: int = Field(64, ge=1)  # rows waiting beyond which requests get 429
     request_timeout_s: float = Field(120, gt=0)  # a request still unanswered after this gets 504
 

@@ -4,8 +4,11 @@ A request is a group of rows (its `n` choices), kept together. When nothing is d
 the first group, then up to `max_wait_ms` for more until `max_batch_size` rows are queued, and runs
 `Generator.generate` in its one worker thread, so the event loop keeps serving health checks, streams and new
 arrivals meanwhile. While that batch decodes, the generator asks before every token whether queued groups fit
-in `max_batch_size` rows; those join at once, so a request never waits for a whole batch to finish, and each
-caller gets its reply as soon as its own rows are done. The queue is bounded: past `max_queue` waiting rows
+in `max_batch_size` rows; while fewer than `join_fraction` of that many rows decode, they join at once, so a
+request does not wait for a whole batch to finish, and each caller gets its reply as soon as its own rows are
+done. A fuller batch is left to shrink first: on a CPU every joining row makes each step dearer for all, and a
+join costs a prompt pass and a copy of the cache, so joining in groups gave more tokens/s and lower latency
+(docs/benchmarks.md). The queue is bounded: past `max_queue` waiting rows
 `submit` raises `QueueFullError` (the API answers 429). A caller that is cancelled (client gone, timeout)
 marks its rows cancelled, and the decoding loop drops them at the next token.
 
@@ -61,7 +64,7 @@ class Batcher:
     """Collects concurrent requests into one running batch of a `Generator`; use as an async context manager."""
 
     def __init__(self, generator: Generator, *, max_batch_size: int = 16, max_wait_ms: float = 10,
-                 max_queue: int = 64, on_batch: Callable[[int], None] | None = None,
+                 join_fraction: float = 0.5, max_queue: int = 64, on_batch: Callable[[int], None] | None = None,
                  executor: ThreadPoolExecutor | None = None) -> None:
         self.generator = generator
         # Always the same thread: torch starts an OpenMP team per calling thread, and idle teams of other
@@ -70,6 +73,7 @@ class Batcher:
         self._owns_executor = executor is None
         self.max_batch_size = max_batch_size
         self.max_wait = max_wait_ms / 1000
+        self.join_below = round(max_batch_size * join_fraction)  # rows decoding below which requests join
         self.max_queue = max_queue
         self.on_batch = on_batch  # called with the row count of each set of rows that starts decoding (metrics)
         # Shared by the event loop (submit) and the decoding thread (admit): every use holds the lock.
@@ -137,7 +141,9 @@ class Batcher:
         return taken
 
     def _admit(self, decoding_rows: int) -> list[Request]:
-        """The generator's hook between two tokens (decoding thread): the queued requests that fit now."""
+        """The generator's hook between two tokens (decoding thread): the queued requests that may join now."""
+        if decoding_rows and decoding_rows >= self.join_below:
+            return []
         with self._lock:
             groups = self._take(self.max_batch_size - decoding_rows)
         rows = [request for group in groups for request in group.requests]
