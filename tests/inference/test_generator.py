@@ -30,10 +30,11 @@ def no_stop(generator: Generator, monkeypatch: pytest.MonkeyPatch) -> Generator:
     return generator
 
 
-def test_clean_reply_cuts_at_role_strings_and_stop_strings() -> None:
+def test_clean_reply_cuts_at_role_strings_and_stop_strings_and_drops_broken_bytes() -> None:
     assert clean_reply(f"  да, иду  {USER_TOKEN} ещё", ()) == "да, иду"
     assert clean_reply("да. Нет", (".",)) == "да"
     assert clean_reply("\n  \n", ()) == ""
+    assert clean_reply("Ура!! \ufffd\ufffdсли что", ()) == "Ура!! сли что"  # bytes that were not UTF-8
 
 
 def test_batch_gives_the_same_greedy_tokens_as_one_by_one(no_stop: Generator) -> None:

@@ -83,11 +83,15 @@ class _Batch:
 
 
 def clean_reply(text: str, stop: Sequence[str] = ()) -> str:
-    """Cut the reply at the first role string or stop string; no leading or trailing whitespace."""
+    """Cut the reply at the first role string or stop string; no leading or trailing whitespace.
+
+    A byte-level model can write bytes that are not UTF-8 (half a letter); they decode to U+FFFD, which is
+    dropped rather than shown as "�".
+    """
     for marker in (*ROLE_STRINGS, *stop):
         if marker:
             text = text.split(marker, 1)[0]
-    return text.strip()
+    return text.replace("\ufffd", "").strip()
 
 
 class Generator:
