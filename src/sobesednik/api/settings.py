@@ -24,7 +24,8 @@ class ApiSettings(BaseSettings):
     port: int = Field(8000, ge=0, le=65535)  # 0 picks a free port
     key: SecretStr | None = None  # SOBESEDNIK_API_KEY; when set, /v1/* needs `Authorization: Bearer <key>`
 
-    # auto: bfloat16 where the CPU/GPU computes it natively (measured 0.99 greedy top-1 agreement), else float32.
+    # auto: bfloat16 where the CPU/GPU computes it natively (measured 0.99 greedy top-1 agreement), else float32;
+    # bf16 / fp16 / fp32 are accepted too.
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     quantize: Literal["none", "int8"] = "none"  # dynamic int8 of the linear layers (CPU, MODEL_DIR only)
     threads: int | None = Field(None, ge=1)  # torch intra-op threads; None keeps torch's default (all cores)
@@ -41,6 +42,13 @@ class ApiSettings(BaseSettings):
     max_chars: int = Field(20_000, ge=1)  # characters over all messages (or the prompt) of one request
     max_n: int = Field(8, ge=1)  # choices per request
     max_tokens_limit: int = Field(512, ge=1)  # upper bound a request may ask for as max_tokens
+
+    @field_validator("dtype", mode="before")
+    @classmethod
+    def _dtype_short_names(cls, dtype: object) -> object:
+        """`bf16`, `fp16` and `fp32` (the names `train --precision` uses) mean the same dtypes here."""
+        short = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
+        return short.get(dtype, dtype) if isinstance(dtype, str) else dtype
 
     @field_validator("key")
     @classmethod
