@@ -3,8 +3,8 @@
 `transformers`' `DynamicLayer` grows by `torch.cat`, which copies every layer's whole cache on every decoding
 step: at 16 rows that was 15% of a reply's time on a 2-core CPU (`docs/benchmarks.md`). `ReservedLayer`
 allocates room for `headroom` more tokens and writes new ones in place; what it returns are views of that
-room, so attention reads the same numbers. A finished row leaving the batch (`batch_select_indices`) copies
-the remaining rows' blocks once, room included; only running out of room copies into a bigger block.
+room, so attention reads the same numbers. A finished row leaving the batch (`batch_select_indices`) moves
+the rows after it down in place; only running out of room copies into a bigger block.
 `stack_caches` puts the rows of two caches into one (continuous batching: new requests join a running batch).
 
     output = model(input_ids=ids, cache=reserved_cache(), use_cache=True)
@@ -40,9 +40,16 @@ class ReservedLayer(DynamicLayer):
 
     def batch_select_indices(self, indices: torch.Tensor) -> None:
         length = self.get_seq_length()
-        if self._blocks is None or not length:
+        keep = indices.tolist()
+        if self._blocks is None or not length or keep != sorted(set(keep)):
             return super().batch_select_indices(indices)
-        keys, values = (block[indices, ...] for block in self._blocks)
+        # Rows leave, the order stays: move each kept row down into the first free slot of the same block, so
+        # nothing is allocated and the rows before the first one that left are not touched.
+        for block in self._blocks:
+            for slot, row in enumerate(keep):
+                if slot != row:
+                    block[slot] = block[row]
+        keys, values = (block[: len(keep)] for block in self._blocks)
         self._blocks = (keys, values)
         self.keys, self.values = keys[..., :length, :], values[..., :length, :]
 
