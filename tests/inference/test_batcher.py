@@ -156,3 +156,20 @@ async def test_a_failing_batch_fails_its_callers_and_the_worker_goes_on() -> Non
         with pytest.raises(RuntimeError, match="out of memory"):
             await batcher.submit([request()])
         assert (await batcher.submit([request()]))[0].text == "ответ 3"
+
+
+async def test_closing_cancels_the_callers_and_stops_their_rows() -> None:
+    fake = FakeGenerator()
+    fake.ticks = threading.Semaphore(0)
+    rows = [request(), request()]
+    batcher = Batcher(fake, max_batch_size=4, max_wait_ms=0, max_queue=8)  # type: ignore[arg-type]
+    async with batcher:
+        decoding = asyncio.create_task(batcher.submit(rows[:1]))
+        await until(lambda: fake.batches == [1])
+        waiting = asyncio.create_task(batcher.submit(rows[1:]))
+        await asyncio.sleep(0.01)
+    for task in (decoding, waiting):
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert all(row.cancelled.is_set() for row in rows)
+    fake.ticks.release(100)  # let the decoding thread see it and end

@@ -44,10 +44,13 @@ class _Group:
         self.future = future
         self._completions: list[Completion | None] = [None] * len(requests)
         self._left = len(requests)
-        loop = future.get_loop()
         for index, request in enumerate(requests):
-            # Called in the decoding thread: hand over to the event loop, which owns the future.
-            request.on_done = lambda completion, index=index: loop.call_soon_threadsafe(self._done, index, completion)
+            request.on_done = lambda completion, index=index: self._report(index, completion)
+
+    def _report(self, index: int, completion: Completion) -> None:
+        """Called in the decoding thread: hand over to the event loop, which owns the future."""
+        with contextlib.suppress(RuntimeError):  # the loop has closed: the service is shutting down
+            self.future.get_loop().call_soon_threadsafe(self._done, index, completion)
 
     def _done(self, index: int, completion: Completion) -> None:
         self._completions[index] = completion
@@ -100,8 +103,11 @@ class Batcher:
                 await self._worker
         with self._lock:
             waiting, self._queue = list(self._queue), deque()
-        for group in waiting:
+            decoding = list(self._decoding)
+        for group in waiting + decoding:
             group.future.cancel()
+            for request in group.requests:  # the decoding thread drops them at the next token and stops
+                request.cancelled.set()
         if self._owns_executor:
             self.executor.shutdown(wait=False)
 
