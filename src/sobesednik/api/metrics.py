@@ -22,9 +22,9 @@ class Metrics:
                                  ["route"], registry=self.registry,
                                  buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64, 128))
         self.tokens = Counter("sobesednik_generated_tokens", "Tokens generated", registry=self.registry)
-        self.queue_depth = Gauge("sobesednik_queue_depth", "Rows waiting for a batch", registry=self.registry)
-        self.batch_size = Histogram("sobesednik_batch_size", "Rows per decoded batch", registry=self.registry,
-                                    buckets=(1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64, 128, 256))
+        self.queue_depth = Gauge("sobesednik_queue_depth", "Rows waiting to start decoding", registry=self.registry)
+        self.batch_size = Histogram("sobesednik_batch_size", "Rows that start decoding together (a batch, or a join)",
+                                    registry=self.registry, buckets=(1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64, 128, 256))
 
     def watch_queue(self, depth: Callable[[], float]) -> None:
         self.queue_depth.set_function(depth)
