@@ -90,7 +90,11 @@ class Batcher:
     def queued(self) -> int:
         """Rows waiting to join decoding."""
         with self._lock:
-            return sum(len(group.requests) for group in self._queue)
+            return self._queued_rows()
+
+    def _queued_rows(self) -> int:
+        """Rows waiting to join decoding; the lock must be held."""
+        return sum(len(group.requests) for group in self._queue)
 
     async def __aenter__(self) -> Batcher:
         self._worker = asyncio.create_task(self._run(), name="sobesednik-batcher")
@@ -116,7 +120,7 @@ class Batcher:
         future: asyncio.Future[list[Completion]] = asyncio.get_running_loop().create_future()
         group = _Group(list(requests), future)
         with self._lock:
-            queued = sum(len(waiting.requests) for waiting in self._queue)
+            queued = self._queued_rows()
             if queued + len(requests) > self.max_queue:
                 raise QueueFullError(f"the generation queue is full ({queued} of {self.max_queue} waiting): "
                                      "retry in a second")

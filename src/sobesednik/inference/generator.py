@@ -291,9 +291,10 @@ class Generator:
         stop = row.request.params.stop
         text = clean_reply(decoded, stop)
         if not final:
-            # Hold back what could still become a stop string, an unfinished UTF-8 character or trailing space.
+            # Hold back what could still become a stop string or trailing space (`clean_reply` already drops an
+            # unfinished UTF-8 character).
             hold = max((len(marker) for marker in (*ROLE_STRINGS, *stop)), default=1) - 1
-            text = clean_reply(decoded[: max(0, len(decoded) - hold)].rstrip("\ufffd"), stop)
+            text = clean_reply(decoded[: max(0, len(decoded) - hold)], stop)
         if text.startswith(row.sent) and len(text) > len(row.sent):
             delta, row.sent = text[len(row.sent):], text
             row.request.on_text(delta)  # type: ignore[misc]

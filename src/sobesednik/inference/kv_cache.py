@@ -31,7 +31,7 @@ class ReservedLayer(DynamicLayer):
         start = self.get_seq_length()
         end = start + key_states.shape[-2]
         if not self._fits(end, key_states):
-            self._reserve(start, end, key_states, value_states)
+            self._reserve(start, end, key_states)
         keys, values = self._blocks  # type: ignore[misc]
         keys[..., start:end, :] = key_states
         values[..., start:end, :] = value_states
@@ -61,38 +61,39 @@ class ReservedLayer(DynamicLayer):
         return (block.data_ptr() == self.keys.data_ptr() and end <= block.shape[-2]
                 and block.shape[:2] == key_states.shape[:2])
 
-    def _reserve(self, start: int, end: int, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+    def _reserve(self, start: int, end: int, key_states: torch.Tensor) -> None:
         """A new block for `end + headroom` tokens holding the cached `start` tokens."""
-        blocks = []
-        for cached, new in ((self.keys, key_states), (self.values, value_states)):
-            batch, heads, _, width = new.shape
-            block = new.new_empty((batch, heads, end + self.headroom, width))
-            if start:
-                block[..., :start, :] = cached
-            blocks.append(block)
-        self._blocks = (blocks[0], blocks[1])
-
+        cached = [self] if start else []
+        self._blocks = _blocks_holding(cached, key_states, rows=key_states.shape[0], length=start,
+                                       room=end + self.headroom)
 
     @classmethod
     def stacked(cls, layers: list[DynamicLayer]) -> ReservedLayer:
         """One layer holding the rows of `layers` in order, each right-aligned to the longest (left padding)."""
         length = max(layer.get_seq_length() for layer in layers)
-        first = layers[0].keys
-        _, heads, _, width = first.shape
         rows = sum(layer.keys.shape[0] for layer in layers)
-        # Zeros, not garbage, in the padding: masked attention weighs it by exactly 0, and 0 × NaN would be NaN.
-        blocks = tuple(first.new_zeros((rows, heads, length + cls.headroom, width)) for _ in range(2))
-        start = 0
-        for layer in layers:
-            end, cached = start + layer.keys.shape[0], layer.get_seq_length()
-            blocks[0][start:end, :, length - cached:length] = layer.keys
-            blocks[1][start:end, :, length - cached:length] = layer.values
-            start = end
         stacked = cls()
-        stacked.lazy_initialization(first, layers[0].values)
-        stacked._blocks = (blocks[0], blocks[1])
-        stacked.keys, stacked.values = blocks[0][..., :length, :], blocks[1][..., :length, :]
+        stacked.lazy_initialization(layers[0].keys, layers[0].values)
+        stacked._blocks = _blocks_holding(layers, layers[0].keys, rows=rows, length=length,
+                                          room=length + cls.headroom)
+        stacked.keys, stacked.values = stacked._blocks[0][..., :length, :], stacked._blocks[1][..., :length, :]
         return stacked
+
+
+def _blocks_holding(layers: list[DynamicLayer], like: torch.Tensor, *, rows: int, length: int,
+                    room: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """New (keys, values) blocks of `rows` × `room` tokens holding the cached rows of `layers` in order, each
+    right-aligned to end at `length` (left padding for the shorter ones)."""
+    _, heads, _, width = like.shape
+    # Zeros, not garbage, in the padding: masked attention weighs it by exactly 0, and 0 × NaN would be NaN.
+    keys, values = (like.new_zeros((rows, heads, room, width)) for _ in range(2))
+    start = 0
+    for layer in layers:
+        end, cached = start + layer.keys.shape[0], layer.get_seq_length()
+        keys[start:end, :, length - cached:length] = layer.keys
+        values[start:end, :, length - cached:length] = layer.values
+        start = end
+    return keys, values
 
 
 def stack_caches(first: Cache, second: Cache) -> Cache:

@@ -16,6 +16,7 @@ torch's fused tanh GELU (the same function).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,21 +46,32 @@ def resolve_dtype(dtype: str, device: str = "cpu") -> str:
     return "bfloat16" if any(flag in flags.split() for flag in _BF16_CPU_FLAGS) else "float32"
 
 
+def _replace_modules(model: nn.Module, replacement: Callable[[nn.Module], nn.Module | None]) -> int:
+    """Put `replacement(child)` in place of every submodule for which it is not None; return the count."""
+    replaced = 0
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            new = replacement(child)
+            if new is not None:
+                setattr(parent, name, new)
+                replaced += 1
+    return replaced
+
+
 def conv1d_to_linear(model: nn.Module) -> int:
     """Replace every GPT-2 `Conv1D` in `model` with an `nn.Linear` holding the same weights; return the count."""
     from transformers.pytorch_utils import Conv1D
 
-    replaced = 0
-    for parent in list(model.modules()):
-        for name, child in list(parent.named_children()):
-            if isinstance(child, Conv1D):
-                n_in, n_out = child.weight.shape  # Conv1D stores the weight as [in, out]
-                linear = nn.Linear(n_in, n_out, dtype=child.weight.dtype, device=child.weight.device)
-                linear.weight.data = child.weight.data.t().contiguous()
-                linear.bias.data = child.bias.data
-                setattr(parent, name, linear)
-                replaced += 1
-    return replaced
+    def linear_of(child: nn.Module) -> nn.Linear | None:
+        if not isinstance(child, Conv1D):
+            return None
+        n_in, n_out = child.weight.shape  # Conv1D stores the weight as [in, out]
+        linear = nn.Linear(n_in, n_out, dtype=child.weight.dtype, device=child.weight.device)
+        linear.weight.data = child.weight.data.t().contiguous()
+        linear.bias.data = child.bias.data
+        return linear
+
+    return _replace_modules(model, linear_of)
 
 
 class PackedLinear(nn.Module):
@@ -91,26 +103,19 @@ def pack_bf16_linears(model: nn.Module) -> int:
     The tied `lm_head` gets its own packed copy (one more vocab × width matrix in memory): the input
     embedding keeps the plain weight it needs for lookups.
     """
-    packed = 0
-    for parent in list(model.modules()):
-        for name, child in list(parent.named_children()):
-            if type(child) is nn.Linear and child.weight.dtype == torch.bfloat16 and child.weight.device.type == "cpu":
-                setattr(parent, name, PackedLinear(child))
-                packed += 1
-    return packed
+    def packed(child: nn.Module) -> PackedLinear | None:
+        bf16_on_cpu = type(child) is nn.Linear and child.weight.dtype == torch.bfloat16 and child.weight.is_cpu
+        return PackedLinear(child) if bf16_on_cpu else None
+
+    return _replace_modules(model, packed)
 
 
 def fuse_gelu(model: nn.Module) -> int:
     """Replace `transformers`' Python tanh-GELU (`gelu_new`) with torch's fused one; return the count."""
     from transformers.activations import NewGELUActivation
 
-    fused = 0
-    for parent in list(model.modules()):
-        for name, child in list(parent.named_children()):
-            if isinstance(child, NewGELUActivation):
-                setattr(parent, name, nn.GELU(approximate="tanh"))
-                fused += 1
-    return fused
+    return _replace_modules(model, lambda child: nn.GELU(approximate="tanh")
+                            if isinstance(child, NewGELUActivation) else None)
 
 
 def _is_peft(model: Any) -> bool:
