@@ -165,8 +165,14 @@ class RedisHistoryStore:
         await self._redis.aclose()
 
 
+def sqlite_path(url: str) -> Path | None:
+    """The file of a `sqlite:///path` storage URL; None for Redis URLs (`redis://…`, `rediss://`, `unix://`)."""
+    return Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else None
+
+
 def open_store(url: str, *, max_messages: int) -> HistoryStore:
     """The store for a `SOBESEDNIK_BOT_STORAGE` URL: `sqlite:///path` or `redis://…` (`rediss://`, `unix://`)."""
-    if url.startswith("sqlite:///"):
-        return SqliteHistoryStore(Path(url[len("sqlite:///") :]), max_messages=max_messages)
+    path = sqlite_path(url)
+    if path is not None:
+        return SqliteHistoryStore(path, max_messages=max_messages)
     return RedisHistoryStore(url, max_messages=max_messages)

@@ -20,6 +20,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Protocol
 
+from sobesednik.bot.history import sqlite_path
+
 
 class ThrottledError(Exception):
     """A generation was refused by the throttle; `seconds` until the user may ask again (0: the chat is busy)."""
@@ -142,7 +144,7 @@ class RedisThrottle:
 def open_throttle(storage: str, *, messages: int, seconds: float, max_inflight: int,
                   inflight_ttl: float) -> Throttle:
     """Where the history is in Redis (replicas may share it), keep the limits there too; else in this process."""
-    if storage.startswith("sqlite:///"):
+    if sqlite_path(storage) is not None:
         return MemoryThrottle(messages=messages, seconds=seconds, max_inflight=max_inflight)
     return RedisThrottle(storage, messages=messages, seconds=seconds, max_inflight=max_inflight,
                          inflight_ttl=inflight_ttl)
