@@ -180,8 +180,6 @@ class Generator:
                     joining.append(row)
                 elif row.request.on_done is not None:
                     row.request.on_done(self._completion(row))
-            if not batch.rows and not joining:
-                batch = None
         return [self._completion(row) for row in rows]
 
     def _should_resample(self, row: _Row) -> bool:
