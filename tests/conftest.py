@@ -11,10 +11,12 @@ import ipaddress
 import json
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+from sobesednik.hardware import OVERRIDE_ENV, probe
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_EXPORT = REPO_ROOT / "examples" / "chat_export" / "result.json"
@@ -43,7 +45,8 @@ def hermetic_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.M
     monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
     monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")
     monkeypatch.setenv("MPLBACKEND", "Agg")
-    for name in [name for name in os.environ if name.startswith("SOBESEDNIK_")]:
+    # The CPU-class cap is a fact about the machine (CI forces the AVX2 path with it), not a user setting.
+    for name in [name for name in os.environ if name.startswith("SOBESEDNIK_") and name != OVERRIDE_ENV]:
         monkeypatch.delenv(name)
     # Settings classes read `.env` from the working directory; run every test from a clean one.
     monkeypatch.chdir(home)
@@ -57,6 +60,23 @@ def hermetic_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.M
 
     monkeypatch.setattr(socket.socket, "connect", guarded_connect)
     yield
+
+
+@pytest.fixture
+def force_cpu_class() -> Iterator[Callable[[str], None]]:
+    """`force_cpu_class("avx2")` makes the capability probe see at most that class for the rest of the test."""
+    before = os.environ.get(OVERRIDE_ENV)
+
+    def force(cpu_class: str) -> None:
+        os.environ[OVERRIDE_ENV] = cpu_class
+        probe.cache_clear()
+
+    yield force
+    if before is None:
+        os.environ.pop(OVERRIDE_ENV, None)
+    else:
+        os.environ[OVERRIDE_ENV] = before
+    probe.cache_clear()
 
 
 @pytest.fixture(scope="session")

@@ -243,7 +243,7 @@ def serve_command(
     port: int | None = typer.Option(None, help="Port to listen on."),
     model_name: str | None = typer.Option(None, help="Model id shown to clients (default: the directory name)."),
     dtype: str | None = typer.Option(None, help="auto (bfloat16 where native, else float32), float32, bfloat16."),
-    quantize: str | None = typer.Option(None, help="none or int8 (dynamic int8 on CPU; MODEL_DIR only)."),
+    quantize: str | None = typer.Option(None, help="auto (int8 on CPUs without native bf16), none or int8."),
     threads: int | None = typer.Option(None, help="Torch threads (default: all cores)."),
     max_batch_size: int | None = typer.Option(None, help="Rows decoded together."),
     max_wait_ms: float | None = typer.Option(None, help="How long a request waits for others to join its batch."),

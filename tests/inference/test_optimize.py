@@ -1,10 +1,11 @@
 """Conv1D → nn.Linear, packed bf16 linears and the fused GELU keep the outputs; bf16 keeps greedy top-1
-agreement with fp32; int8 measured; refusals."""
+agreement with fp32; int8 measured; the AVX2 fallback (forced, so it runs on every machine); refusals."""
 
 from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -12,15 +13,19 @@ import torch
 
 from sobesednik.dialogue import render, render_reply
 from sobesednik.errors import ConfigError
-from sobesednik.inference.generator import Generator
+from sobesednik.hardware import probe
+from sobesednik.inference.generator import Generator, Request
 from sobesednik.inference.optimize import (
     PackedLinear,
-    can_pack_bf16,
     conv1d_to_linear,
     fuse_gelu,
     optimize_model,
     top1_agreement,
 )
+
+needs_onednn_bf16 = pytest.mark.skipif(
+    not probe().onednn_bf16,
+    reason=f"needs oneDNN's bf16 linear (AVX-512 or AMX, torch with oneDNN); this CPU is {probe().cpu_class}")
 
 
 def test_conv1d_to_linear_keeps_the_logits(generator: Generator, tiny_model_dir: Path) -> None:
@@ -50,7 +55,7 @@ def test_fused_gelu_keeps_the_logits(generator: Generator, tiny_model_dir: Path)
                                    original(input_ids=_prompt_ids(generator)).logits)
 
 
-@pytest.mark.skipif(not can_pack_bf16(), reason="this torch build has no oneDNN")
+@needs_onednn_bf16
 @pytest.mark.parametrize("shape", [(5, 48), (2, 7, 48), (1, 1, 48)])
 def test_packed_linear_computes_what_the_linear_does(shape: tuple[int, ...]) -> None:
     torch.manual_seed(0)
@@ -60,19 +65,57 @@ def test_packed_linear_computes_what_the_linear_does(shape: tuple[int, ...]) -> 
         torch.testing.assert_close(PackedLinear(linear)(hidden), linear(hidden))
 
 
-@pytest.mark.skipif(not can_pack_bf16(), reason="this torch build has no oneDNN")
+@needs_onednn_bf16
 def test_bf16_on_cpu_packs_every_linear_and_keeps_the_logits(generator: Generator, tiny_model_dir: Path) -> None:
     from transformers import AutoModelForCausalLM
 
-    plain = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
-    conv1d_to_linear(plain)
-    plain = plain.to(torch.bfloat16)
-    packed = optimize_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir), dtype="bfloat16")
+    plain = _plain_bf16(tiny_model_dir)
+    packed = optimize_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir), dtype="bfloat16", quantize="none")
     assert sum(isinstance(module, PackedLinear) for module in packed.modules()) == 4 * plain.config.n_layer + 1
     assert not any(type(module) is torch.nn.Linear for module in packed.modules())  # lm_head included
     with torch.inference_mode():
         torch.testing.assert_close(packed(input_ids=_prompt_ids(generator)).logits,
                                    plain(input_ids=_prompt_ids(generator)).logits, atol=0.05, rtol=0.02)
+
+
+def _plain_bf16(tiny_model_dir: Path) -> torch.nn.Module:
+    from transformers import AutoModelForCausalLM
+
+    plain = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    conv1d_to_linear(plain)
+    return plain.to(torch.bfloat16)
+
+
+def test_bf16_on_avx2_runs_plain_linears_and_generates(force_cpu_class: Callable[[str], None],
+                                                       generator: Generator, tiny_model_dir: Path) -> None:
+    """Where oneDNN has no bf16 linear, an explicit bf16 runs unpacked instead of failing to load."""
+    force_cpu_class("avx2")
+    bf16 = Generator.load(tiny_model_dir, dtype="bfloat16", quantize="none")
+    assert not any(isinstance(module, PackedLinear) for module in bf16.model.modules())
+    assert next(bf16.model.parameters()).dtype == torch.bfloat16
+    with torch.inference_mode():
+        torch.testing.assert_close(bf16.model(input_ids=_prompt_ids(generator)).logits,
+                                   _plain_bf16(tiny_model_dir)(input_ids=_prompt_ids(generator)).logits,
+                                   atol=0.05, rtol=0.02)  # the fused GELU rounds differently in bf16
+    params = bf16.defaults.with_overrides(max_new_tokens=5, min_new_tokens=5, temperature=0.0)
+    [completion] = bf16.generate([Request(_prompt_ids(generator)[0].tolist(), params)])
+    assert completion.completion_tokens == 5
+
+
+def test_auto_on_avx2_quantizes_a_model_dir_to_int8(force_cpu_class: Callable[[str], None],
+                                                    tiny_model_dir: Path) -> None:
+    force_cpu_class("avx2")
+    model = Generator.load(tiny_model_dir, dtype="auto", quantize="auto").model
+    quantized = [module for module in model.modules() if type(module).__name__ == "Linear"
+                 and type(module).__module__.startswith("torch.ao.nn.quantized")]
+    assert len(quantized) == 4 * model.config.n_layer + 1  # every projection and lm_head
+
+
+def test_auto_on_avx2_keeps_a_run_dir_in_float32(force_cpu_class: Callable[[str], None],
+                                                 trained_run_dir: Path) -> None:
+    force_cpu_class("avx2")
+    model = Generator.load(trained_run_dir, dtype="auto", quantize="auto").model
+    assert next(model.parameters()).dtype == torch.float32
 
 
 @pytest.fixture(scope="module")
@@ -106,5 +149,5 @@ def test_int8_of_a_run_dir_is_refused_with_the_fix(trained_run_dir: Path) -> Non
 
 
 def test_unknown_dtype_is_refused(generator: Generator) -> None:
-    with pytest.raises(ConfigError, match="dtype 'int4' is not supported"):
+    with pytest.raises(ConfigError, match="dtype 'int4' is not supported: use one of auto, float32"):
         optimize_model(generator.model, dtype="int4")

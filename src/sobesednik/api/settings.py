@@ -24,10 +24,12 @@ class ApiSettings(BaseSettings):
     port: int = Field(8000, ge=0, le=65535)  # 0 picks a free port
     key: SecretStr | None = None  # SOBESEDNIK_API_KEY; when set, /v1/* needs `Authorization: Bearer <key>`
 
-    # auto: bfloat16 where the CPU/GPU computes it natively (measured 0.99 greedy top-1 agreement), else float32;
-    # bf16 / fp16 / fp32 are accepted too.
+    # auto: what `hardware.serving_path` measured fastest at greedy top-1 agreement >= 0.95 with float32:
+    # bfloat16 where the CPU/GPU computes it natively, else float32 (with int8 below); bf16 / fp16 / fp32 too.
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    quantize: Literal["none", "int8"] = "none"  # dynamic int8 of the linear layers (CPU, MODEL_DIR only)
+    # auto: dynamic int8 linears on a CPU without native bf16 (AVX2: 3.2x float32's tokens/s) for a MODEL_DIR,
+    # none elsewhere (native bf16 beats int8; a RUN_DIR's LoRA stays unmerged); none / int8 force it.
+    quantize: Literal["auto", "none", "int8"] = "auto"
     threads: int | None = Field(None, ge=1)  # torch intra-op threads; None keeps torch's default (all cores)
 
     max_batch_size: int = Field(16, ge=1, le=256)  # rows decoded together; 16 fills 2 CPU cores' matrix units

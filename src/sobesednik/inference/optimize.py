@@ -17,33 +17,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
 from sobesednik.errors import ConfigError
+from sobesednik.hardware import probe, serving_path
 
 logger = logging.getLogger(__name__)
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-QUANTIZE = ("none", "int8")
-# CPU flags of native bf16 matrix units; without them bf16 matmuls are emulated and slower than float32.
-_BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
-
-
-def resolve_dtype(dtype: str, device: str = "cpu") -> str:
-    """`auto` → bfloat16 where the hardware computes it natively (CUDA, AMX / AVX-512 bf16 CPUs), else float32."""
-    if dtype != "auto":
-        return dtype
-    if device == "cuda":
-        return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
-    try:
-        flags = Path("/proc/cpuinfo").read_text(encoding="ascii", errors="replace")
-    except OSError:
-        return "float32"
-    return "bfloat16" if any(flag in flags.split() for flag in _BF16_CPU_FLAGS) else "float32"
+QUANTIZE = ("auto", "none", "int8")
 
 
 def _replace_modules(model: nn.Module, replacement: Callable[[nn.Module], nn.Module | None]) -> int:
@@ -92,11 +77,6 @@ class PackedLinear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, bf16 packed for oneDNN"
 
 
-def can_pack_bf16() -> bool:
-    """Whether this torch build has oneDNN's packed bf16 linear (every x86 and arm64 CPU wheel has)."""
-    return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
-
-
 def pack_bf16_linears(model: nn.Module) -> int:
     """Replace every bf16 `nn.Linear` of a CPU model with a `PackedLinear`; return the count.
 
@@ -125,34 +105,42 @@ def _is_peft(model: Any) -> bool:
 
 
 def optimize_model(model: Any, *, dtype: str = "float32", quantize: str = "none") -> Any:
-    """The model in eval mode with `dtype` (or `auto`) and optional dynamic int8 quantization of its linear layers."""
+    """The model in eval mode on the path `hardware.serving_path` picks for `dtype` and `quantize` (or `auto`)."""
     device = next(model.parameters()).device.type
-    dtype = "float32" if dtype == "auto" and quantize == "int8" else resolve_dtype(dtype, device)
-    if dtype not in DTYPES:
-        raise ConfigError(f"dtype {dtype!r} is not supported: use one of {', '.join(DTYPES)}")
+    if dtype not in (*DTYPES, "auto"):
+        raise ConfigError(f"dtype {dtype!r} is not supported: use one of auto, {', '.join(DTYPES)}")
     if quantize not in QUANTIZE:
         raise ConfigError(f"quantize {quantize!r} is not supported: use one of {', '.join(QUANTIZE)}")
-    model.eval()
-    on_cpu = device == "cpu"
-    fuse_gelu(model)
+    adapter = _is_peft(model)
     if quantize == "int8":
-        if _is_peft(model):
-            raise ConfigError("--quantize int8 needs a plain model, and this is a RUN_DIR (base + LoRA adapter): "
-                              "run `sobesednik export RUN_DIR --out MODEL_DIR` and serve MODEL_DIR")
-        if not on_cpu or dtype != "float32":
-            raise ConfigError("--quantize int8 is dynamic int8 for the CPU: use it with --dtype float32 on a CPU")
+        _check_int8(adapter, device, dtype)
+    path = serving_path(dtype, quantize, device=device, adapter=adapter)
+    logger.info("%s: serving %s", probe().describe(), path.describe())
+    model.eval()
+    fuse_gelu(model)
+    if path.quantize == "int8":
         conv1d_to_linear(model)
         # lm_head shares its weight with the embedding; the quantized copy only serves the output projection.
-        model = torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8)
-        logger.info("quantized the linear layers to dynamic int8")
-        return model
-    if not _is_peft(model):
+        return torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8)
+    if not adapter:
         conv1d_to_linear(model)
-    if dtype != "float32":
-        model = model.to(DTYPES[dtype])
-    if on_cpu and dtype == "bfloat16" and not _is_peft(model) and can_pack_bf16():
-        logger.info("packed %d bf16 linear layers for oneDNN", pack_bf16_linears(model))
+    if path.dtype != "float32":
+        model = model.to(DTYPES[path.dtype])
+    if path.pack_bf16:
+        pack_bf16_linears(model)
     return model
+
+
+def _check_int8(adapter: bool, device: str, dtype: str) -> None:
+    """Refuse an explicit `--quantize int8` where it cannot run, naming the fix."""
+    if adapter:
+        raise ConfigError("--quantize int8 needs a plain model, and this is a RUN_DIR (base + LoRA adapter): "
+                          "run `sobesednik export RUN_DIR --out MODEL_DIR` and serve MODEL_DIR")
+    if device != "cpu" or dtype not in ("auto", "float32"):
+        raise ConfigError("--quantize int8 is dynamic int8 for the CPU: use it with --dtype float32 on a CPU")
+    if not probe().int8:
+        raise ConfigError(f"--quantize int8: torch has no int8 engine for this CPU ({probe().describe()}): "
+                          "use --quantize none")
 
 
 @torch.inference_mode()

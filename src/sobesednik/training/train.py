@@ -42,18 +42,12 @@ class TrainResult:
 
 
 def resolve_precision(precision: str) -> str:
-    """`auto` → bf16 where the hardware multiplies it fast (CUDA bf16, CPU AMX), fp16 on older GPUs, else fp32."""
-    import torch
+    """The precision to train in: `auto` as `hardware.training_precision` picks it; fp16 only on CUDA."""
+    from sobesednik.hardware import probe, training_precision
 
-    if torch.cuda.is_available():
-        if precision == "auto":
-            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        return precision
-    if precision == "fp16":
+    if precision == "fp16" and not probe().cuda:
         raise ConfigError("--precision fp16 needs a CUDA GPU; on CPU use bf16 (fast with AMX) or fp32")
-    if precision == "auto":
-        return "bf16" if torch.cpu._is_amx_tile_supported() else "fp32"
-    return precision
+    return training_precision(precision)
 
 
 def _library_versions() -> dict[str, str]:

@@ -1,0 +1,169 @@
+"""What this machine's kernels really support, probed once, and the one place that turns it into a precision choice.
+
+    capabilities = probe()                  # Capabilities(cpu_class="amx", cpu_model="Intel(R) Xeon(R) ...", ...)
+    path = serving_path("auto", "auto")     # ServingPath(dtype="bfloat16", quantize="none", pack_bf16=True)
+    precision = training_precision("auto")  # "bf16" / "fp16" / "fp32"
+
+CPU classes, from the best kernels down:
+- `amx`: AMX-BF16 tiles (Intel Sapphire Rapids and later): native bf16 matmuls, oneDNN's packed bf16 linear.
+- `avx512_bf16`: AVX512-BF16 without AMX (Intel Cooper Lake, AMD Zen 4 and later): native bf16 too.
+- `avx512`: AVX-512 without bf16 instructions: oneDNN runs bf16 (emulated, slower than float32).
+- `avx2`: AVX2 and FMA only (AMD Zen 1–3, most desktops): no native bf16, and oneDNN's packed bf16 linear
+  raises there ("bf16 path needs the cpu support avx_ne_convert or avx512bw ..."), so it is never used.
+- `arm64` / `arm64_bf16`: AArch64 NEON, with or without the BF16 extension (Graviton 3+, Apple M2+).
+- `baseline`: anything older (x86 without AVX2): float32 only, no fbgemm int8.
+
+The class is the lower of what `/proc/cpuinfo` lists and what torch's ATen dispatch runs
+(`ATEN_CPU_CAPABILITY=avx2` emulates an AVX2 machine for the ATen kernels). torch's own bf16 checks read the
+CPU's flags, not that variable, so `SOBESEDNIK_CPU_CAPABILITY=avx2` (any class name) caps the class for
+this project's choices as well: tests and CI force the AVX2 path on a bigger CPU with it.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+
+from sobesednik.errors import ConfigError
+
+OVERRIDE_ENV = "SOBESEDNIK_CPU_CAPABILITY"
+# Ordered from the weakest to the strongest; a cap or torch's dispatch level can only lower the class.
+X86_CLASSES = ("baseline", "avx2", "avx512", "avx512_bf16", "amx")
+ARM_CLASSES = ("arm64", "arm64_bf16")
+CPU_CLASSES = X86_CLASSES + ARM_CLASSES
+NATIVE_BF16 = frozenset({"avx512_bf16", "amx", "arm64_bf16"})
+# ATen's dispatch levels (torch.backends.cpu.get_cpu_capability()) as a ceiling on the x86 class.
+_ATEN_CEILING = {"DEFAULT": "baseline", "AVX2": "avx2", "AVX512": "amx"}
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What the kernels of this machine support, as the precision choices need it."""
+
+    cpu_model: str
+    cpu_class: str
+    cuda: bool
+    cuda_bf16: bool
+    onednn_bf16: bool  # oneDNN's packed bf16 linear runs here (torch's check, capped by the class)
+    int8: bool  # a dynamic-int8 engine exists for this CPU (fbgemm/x86 on AVX2+, qnnpack on arm64)
+
+    @property
+    def native_bf16(self) -> bool:
+        """bf16 matmuls computed natively, so they beat float32 rather than emulate it."""
+        return self.cpu_class in NATIVE_BF16
+
+    def describe(self) -> str:
+        gpu = " + CUDA" if self.cuda else ""
+        return f"{self.cpu_model} (CPU class {self.cpu_class}{gpu})"
+
+
+@dataclass(frozen=True)
+class ServingPath:
+    """How `serve` runs the model: weight dtype, dynamic quantisation, and oneDNN packing of bf16 linears."""
+
+    dtype: str  # float32 / bfloat16 / float16
+    quantize: str  # none / int8
+    pack_bf16: bool
+
+    def describe(self) -> str:
+        packing = ", packed for oneDNN" if self.pack_bf16 else ""
+        quantize = ", dynamic int8 linears" if self.quantize == "int8" else ""
+        return f"{self.dtype}{quantize}{packing}"
+
+
+def classify_cpu(flags: set[str], machine: str) -> str:
+    """The CPU class of a CPU with these `/proc/cpuinfo` flags (x86 `flags`, arm64 `Features`)."""
+    if machine in ("aarch64", "arm64"):
+        return "arm64_bf16" if "bf16" in flags else "arm64"
+    if "amx_bf16" in flags:
+        return "amx"
+    if {"avx512f", "avx512bw", "avx512vl", "avx512dq"} <= flags:
+        return "avx512_bf16" if "avx512_bf16" in flags else "avx512"
+    if {"avx2", "fma"} <= flags:
+        return "avx2"
+    return "baseline"
+
+
+def cap_class(cpu_class: str, ceiling: str | None) -> str:
+    """`cpu_class`, lowered to `ceiling` when that is weaker (x86 and arm64 classes each compare within their kind)."""
+    if ceiling is None:
+        return cpu_class
+    if ceiling not in CPU_CLASSES:
+        raise ConfigError(f"{OVERRIDE_ENV}={ceiling!r} is not a CPU class: use one of {', '.join(CPU_CLASSES)}")
+    for order in (X86_CLASSES, ARM_CLASSES):
+        if cpu_class in order and ceiling in order:
+            return order[min(order.index(cpu_class), order.index(ceiling))]
+    return cpu_class  # an x86 cap on an arm64 CPU (or back) cannot apply: keep what the hardware has
+
+
+def _cpuinfo() -> tuple[str, set[str]]:
+    """The CPU's model name and feature flags from `/proc/cpuinfo` (empty where there is none, e.g. macOS)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return platform.processor() or platform.machine(), set()
+    model, flags = "", set()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip().lower()
+        if key in ("model name", "hardware") and not model:
+            model = value.strip()
+        elif key in ("flags", "features") and not flags:
+            flags = set(value.split())
+    return model or platform.processor() or platform.machine(), flags
+
+
+@functools.cache
+def probe() -> Capabilities:
+    """Probe this machine once per process (see the module docstring for what decides each field)."""
+    import torch
+
+    model, flags = _cpuinfo()
+    cpu_class = classify_cpu(flags, platform.machine().lower())
+    if cpu_class in X86_CLASSES:
+        cpu_class = cap_class(cpu_class, _ATEN_CEILING.get(torch.backends.cpu.get_cpu_capability()))
+    cpu_class = cap_class(cpu_class, os.environ.get(OVERRIDE_ENV, "").strip().lower() or None)
+    onednn_bf16 = (cpu_class not in ("baseline", "avx2", "arm64") and torch.backends.mkldnn.is_available()
+                   and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    engines = set(torch.backends.quantized.supported_engines)
+    int8 = ((cpu_class in ARM_CLASSES and "qnnpack" in engines)
+            or (cpu_class in X86_CLASSES[1:] and bool({"fbgemm", "x86"} & engines)))
+    cuda = torch.cuda.is_available()
+    return Capabilities(model, cpu_class, cuda, cuda and torch.cuda.is_bf16_supported(), onednn_bf16, int8)
+
+
+def serving_path(dtype: str, quantize: str, *, device: str = "cpu", adapter: bool = False) -> ServingPath:
+    """The dtype, quantisation and packing `serve` uses for a request of `dtype` / `quantize` (each may be `auto`).
+
+    `auto` picks what measured fastest at the quality bar (docs/benchmarks.md, greedy top-1 agreement with
+    float32 >= 0.95): native bf16 where the CPU or GPU has it; on a CPU without it, dynamic int8 (AVX2 EPYC,
+    16 users: 67.5 tokens/s against 20.8 for float32), float32 where int8 cannot run (no engine, or a RUN_DIR
+    whose LoRA layers stay unmerged: `adapter`). An explicit bfloat16 on a CPU without oneDNN's bf16 linear
+    runs plain, unpacked bf16 rather than fail.
+    """
+    capabilities = probe()
+    if device == "cuda":
+        if dtype == "auto":
+            dtype = "bfloat16" if capabilities.cuda_bf16 else "float16"
+        return ServingPath(dtype, "none" if quantize == "auto" else quantize, pack_bf16=False)
+    if dtype == "auto":
+        dtype = "float32" if quantize == "int8" or not capabilities.native_bf16 else "bfloat16"
+    if quantize == "auto":
+        int8_pays = dtype == "float32" and capabilities.int8 and not adapter
+        quantize = "int8" if int8_pays else "none"
+    pack = dtype == "bfloat16" and capabilities.onednn_bf16 and not adapter
+    return ServingPath(dtype, quantize, pack)
+
+
+def training_precision(precision: str) -> str:
+    """`auto` → bf16 where the hardware multiplies it natively (CUDA bf16, AMX / AVX512-BF16 / ARM BF16 CPUs),
+    fp16 on older GPUs, else fp32; an explicit precision is returned as given."""
+    if precision != "auto":
+        return precision
+    capabilities = probe()
+    if capabilities.cuda:
+        return "bf16" if capabilities.cuda_bf16 else "fp16"
+    return "bf16" if capabilities.native_bf16 else "fp32"
