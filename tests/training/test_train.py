@@ -29,6 +29,7 @@ def test_run_dir_holds_adapter_metrics_plot_samples_and_config(trained_run_dir: 
     config = yaml.safe_load((trained_run_dir / "config.yaml").read_text(encoding="utf-8"))
     assert config["max_steps"] == 40
     assert config["precision_used"] in {"bf16", "fp32"}
+    assert "CPU class" in config["hardware"]
     assert {"torch", "transformers", "peft"} <= set(config["versions"])
 
 

@@ -133,6 +133,8 @@ def train(settings: TrainSettings) -> TrainResult:
     import yaml
     from transformers import EarlyStoppingCallback, Trainer, set_seed
 
+    from sobesednik.hardware import probe
+
     _check_run_dir(settings)
     precision = resolve_precision(settings.precision)
     set_seed(settings.seed)
@@ -166,8 +168,9 @@ def train(settings: TrainSettings) -> TrainResult:
     if main:
         settings.out.mkdir(parents=True, exist_ok=True)
         resolved = settings.model_dump(mode="json", exclude={"resume"}) | {
-            "precision_used": precision, "added_tokens": added_ids, "train_samples": len(train_set),
-            "dropped_too_long": train_set.dropped_too_long, "num_processes": trainer.accelerator.num_processes,
+            "precision_used": precision, "hardware": probe().describe(), "added_tokens": added_ids,
+            "train_samples": len(train_set), "dropped_too_long": train_set.dropped_too_long,
+            "num_processes": trainer.accelerator.num_processes,
             "versions": _library_versions()}
         (settings.out / "config.yaml").write_text(yaml.safe_dump(resolved, allow_unicode=True, sort_keys=False),
                                                   encoding="utf-8")
