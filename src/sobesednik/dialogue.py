@@ -26,8 +26,20 @@ CLOSING_TOKEN = USER_TOKEN
 Role = Literal["user", "assistant"]
 Message = Mapping[str, str]
 
+# A role string written inside a message (a quote, or a group member forging the bot's turn) must not become a
+# role token: a WORD JOINER (U+2060, invisible) after its opening "@@" breaks the exact match that a tokenizer's
+# added tokens need. `render` applies it to every content, and the exported chat template does the same.
+NEUTRALIZED_ROLE_STRINGS: dict[str, str] = {token: f"{token[:2]}\u2060{token[2:]}" for token in ROLE_TOKENS.values()}
+
 # OpenAI clients send system prompts; the dialogue format has no place for them, so they are left out.
 IGNORED_ROLES = frozenset({"system", "developer"})
+
+
+def neutralize_roles(text: str) -> str:
+    """`text` with every role string in it made inert (see NEUTRALIZED_ROLE_STRINGS); it looks the same."""
+    for token, inert in NEUTRALIZED_ROLE_STRINGS.items():
+        text = text.replace(token, inert)
+    return text
 
 
 def render(messages: Sequence[Message], *, add_generation_prompt: bool) -> str:
@@ -36,7 +48,7 @@ def render(messages: Sequence[Message], *, add_generation_prompt: bool) -> str:
     `messages` are trusted here: roles are checked at the edges (dataset loading, the API schema).
     """
     parts = [
-        f"{ROLE_TOKENS[message['role']]} {message['content']}"
+        f"{ROLE_TOKENS[message['role']]} {neutralize_roles(message['content'])}"
         for message in messages
         if message["role"] not in IGNORED_ROLES
     ]
@@ -47,5 +59,5 @@ def render(messages: Sequence[Message], *, add_generation_prompt: bool) -> str:
 
 def render_reply(reply: str) -> str:
     """The text the model must produce after a prompt from `render(..., add_generation_prompt=True)`."""
-    return f" {reply} {CLOSING_TOKEN}"
+    return f" {neutralize_roles(reply)} {CLOSING_TOKEN}"
 

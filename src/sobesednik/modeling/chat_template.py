@@ -6,7 +6,11 @@ text-generation-inference produce the dialogue format without importing sobesedn
 
 from __future__ import annotations
 
-from sobesednik.dialogue import ASSISTANT_TOKEN, IGNORED_ROLES, USER_TOKEN
+from sobesednik.dialogue import ASSISTANT_TOKEN, IGNORED_ROLES, NEUTRALIZED_ROLE_STRINGS, USER_TOKEN
+
+# `dialogue.neutralize_roles` in Jinja: role strings inside a message's content stay text, never role tokens.
+_CONTENT = "message['content']" + "".join(
+    f" | replace('{token}', '{inert}')" for token, inert in NEUTRALIZED_ROLE_STRINGS.items())
 
 # Whitespace control (`{%-`) keeps the template's own layout out of the output: the only spaces rendered
 # are the literal ones, one between a role token and its text and one between turns.
@@ -18,7 +22,7 @@ CHAT_TEMPLATE = (
     "{%- if message['role'] == 'user' -%}" + USER_TOKEN
     + "{%- elif message['role'] == 'assistant' -%}" + ASSISTANT_TOKEN
     + "{%- else -%}{{ raise_exception('Unknown role: ' + message['role'] + '; use user or assistant') }}"
-    "{%- endif %} {{ message['content'] }}"
+    "{%- endif %} {{ " + _CONTENT + " }}"
     "{%- set ns.first = false -%}"
     "{%- endif -%}"
     "{%- endfor -%}"
