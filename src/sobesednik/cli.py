@@ -68,10 +68,21 @@ def build_settings(settings_class: type[SettingsT], **flags: Any) -> SettingsT:
     except ValidationError as error:
         problems = "; ".join(
             f"{'.'.join(str(part) for part in problem['loc']) or 'settings'}: {problem['msg']}"
-            f" (given: {problem.get('input')!r})"
+            f"{_given(settings_class, problem)}"
             for problem in error.errors(include_url=False)
         )
         raise ConfigError(f"invalid {settings_class.__name__}: {problems}") from None
+
+
+def _given(settings_class: type[BaseSettings], problem: Any) -> str:
+    """The bad value of a field, for the error line; never a secret's, and not the whole input of a cross-field
+    check (its message names the fields, and the input holds every value, the API key and tokens too)."""
+    if not problem["loc"]:
+        return ""
+    field = settings_class.model_fields.get(str(problem["loc"][0]))
+    if field is not None and "SecretStr" in str(field.annotation):
+        return " (given: a secret, not shown)"
+    return f" (given: {problem.get('input')!r})"
 
 
 @app.command("prepare")
