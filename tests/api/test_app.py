@@ -150,3 +150,40 @@ def test_a_model_that_fails_to_load_shows_in_readyz(tmp_path: Path) -> None:
         assert ready.json()["detail"]
         busy = client.post(CHAT, json={"messages": HELLO})
         assert busy.status_code == 503 and "failed to load" in error_of(busy)["message"]
+
+
+@pytest.mark.parametrize(("path", "body"), [
+    (CHAT, b'{"messages": [{"role": "user", "content": "\\u043f\\ud800"}]}'),
+    ("/v1/completions", b'{"prompt": "\\ud800"}'),
+    (CHAT, b'{"messages": [{"role": "user", "content": "hi"}], "stop": ["\\udfff"]}'),
+])
+def test_a_lone_surrogate_gets_400(client: TestClient, path: str, body: bytes) -> None:
+    response = client.post(path, content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 400, response.text
+    assert "lone UTF-16 surrogate at character" in error_of(response)["message"]
+
+
+def test_an_oversized_body_gets_413_before_it_is_read(client: TestClient) -> None:
+    limit = client.app.state.service.settings.max_body_bytes
+    response = client.post(CHAT, content=b"x" * (limit + 1), headers={"content-type": "application/json"})
+    assert response.status_code == 413
+    assert f"larger than this server allows ({limit} bytes)" in error_of(response)["message"]
+
+
+def test_a_chunked_body_is_cut_off_at_the_limit(client: TestClient) -> None:
+    limit = client.app.state.service.settings.max_body_bytes
+
+    def chunks():  # no Content-Length: the size is only known by reading
+        for _ in range(limit // 4096 + 2):
+            yield b" " * 4096
+
+    response = client.post(CHAT, content=chunks(), headers={"content-type": "application/json"})
+    assert response.status_code == 413
+
+
+def test_the_key_is_checked_before_the_body(keyed_client: TestClient) -> None:
+    """Without the key, even a body over the limit gets 401: nothing of it is read or parsed."""
+    limit = keyed_client.app.state.service.settings.max_body_bytes
+    response = keyed_client.post(CHAT, content=b"{" * (limit + 1), headers={"content-type": "application/json"})
+    assert response.status_code == 401
+    assert error_of(response)["code"] == "invalid_api_key"

@@ -16,6 +16,7 @@ from fastapi import FastAPI
 
 from sobesednik import __version__
 from sobesednik.api.errors import install_error_handlers
+from sobesednik.api.guard import RequestGuard
 from sobesednik.api.metrics import Metrics, MetricsMiddleware
 from sobesednik.api.routes import chat, completions, health, models
 from sobesednik.api.service import Service
@@ -46,7 +47,8 @@ def create_app(settings: ApiSettings, *, generator: Generator | None = None) -> 
     install_error_handlers(app)
     for module in (chat, completions, models, health):
         app.include_router(module.router)
-    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(RequestGuard, settings=settings)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: counts the guard's 401 and 413 too
     return app
 
 

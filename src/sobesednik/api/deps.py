@@ -1,12 +1,11 @@
-"""Dependencies of the routes as `Annotated` aliases: the service state, a ready service, the API key check."""
+"""Dependencies of the routes as `Annotated` aliases: the service state, a ready service, the API key scheme."""
 
 from __future__ import annotations
 
-import secrets
 from typing import Annotated
 
 from fastapi import Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPBearer
 
 from sobesednik.api.errors import RETRY_AFTER_S, APIError
 from sobesednik.api.service import Service
@@ -33,19 +32,6 @@ def get_ready_service(service: ServiceDep) -> Service:
 ReadyServiceDep = Annotated[Service, Depends(get_ready_service)]
 
 
-def check_api_key(
-    service: ServiceDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-) -> None:
-    """With a key configured, require `Authorization: Bearer <key>` (compared in constant time)."""
-    key = service.settings.key
-    if key is None:
-        return
-    if credentials is None:
-        raise APIError(401, "missing API key: send the header `Authorization: Bearer <SOBESEDNIK_API_KEY>`",
-                       code="invalid_api_key")
-    if not secrets.compare_digest(credentials.credentials.encode(), key.get_secret_value().encode()):
-        raise APIError(401, "wrong API key: use the value of SOBESEDNIK_API_KEY that the server was started with",
-                       code="invalid_api_key")
-
-
-ApiKeyDep = Depends(check_api_key)
+# The key itself is checked by `guard.RequestGuard` before the body is read; this declares the bearer scheme
+# on every /v1 operation, so /docs and the OpenAPI schema show it.
+ApiKeyDep = Depends(_bearer)

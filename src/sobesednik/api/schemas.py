@@ -8,11 +8,27 @@ OpenAI-compatible servers do, so clients that send `presence_penalty` or `user` 
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 FinishReason = Literal["stop", "length", "empty"]
+
+
+def _encodable(text: object) -> object:
+    """JSON's `\\ud800` escape parses into a lone surrogate, which no tokenizer can encode: refuse it here,
+    before pydantic's own str check, so every text field says the same."""
+    if not isinstance(text, str):
+        return text  # pydantic's str validation names the wrong type
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise ValueError(f"text holds a lone UTF-16 surrogate at character {error.start}: "
+                         "send valid Unicode (a surrogate pair, or the character itself)") from None
+    return text
+
+
+Text = Annotated[str, BeforeValidator(_encodable)]
 
 
 class GenerationRequest(BaseModel):
@@ -27,7 +43,7 @@ class GenerationRequest(BaseModel):
     no_repeat_ngram_size: int | None = Field(None, ge=0, le=10, description="0 disables it")
     min_tokens: int | None = Field(None, ge=0, description="tokens before the reply may end (vLLM's name)")
     n: int = Field(1, ge=1, description="how many replies to generate")
-    stop: str | list[str] | None = Field(None, description="up to 4 strings that end the reply")
+    stop: Text | list[Text] | None = Field(None, description="up to 4 strings that end the reply")
     seed: int | None = Field(None, ge=0, le=2**63 - 1, description="makes sampling reproducible")
     stream: bool = False
 
@@ -46,7 +62,7 @@ class ChatMessage(BaseModel):
     role: Literal["system", "developer", "user", "assistant"] = Field(
         description="system and developer messages are accepted and left out: the dialogue format has no place "
                     "for them")
-    content: str
+    content: Text
 
 
 class ChatCompletionRequest(GenerationRequest):
@@ -54,7 +70,7 @@ class ChatCompletionRequest(GenerationRequest):
 
 
 class CompletionRequest(GenerationRequest):
-    prompt: str = Field(min_length=1, description="raw text continued by the model (no dialogue format added)")
+    prompt: Text = Field(min_length=1, description="raw text continued by the model (no dialogue format added)")
 
 
 class Usage(BaseModel):

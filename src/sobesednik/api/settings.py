@@ -44,6 +44,9 @@ class ApiSettings(BaseSettings):
     max_chars: int = Field(20_000, ge=1)  # characters over all messages (or the prompt) of one request
     max_n: int = Field(8, ge=1)  # choices per request
     max_tokens_limit: int = Field(512, ge=1)  # upper bound a request may ask for as max_tokens
+    # bytes of one request body, refused with 413 before parsing: max_chars of Cyrillic as JSON \u escapes
+    # (6 bytes each) and the framing of max_messages messages fit in 1 MiB with room to spare
+    max_body_bytes: int = Field(1 << 20, ge=1024)
 
     @field_validator("dtype", mode="before")
     @classmethod
