@@ -73,31 +73,30 @@ async def _http_error(_: Request, error: Exception) -> JSONResponse:
                               headers=getattr(error, "headers", None)))
 
 
-async def _api_error(_: Request, error: Exception) -> JSONResponse:
-    assert isinstance(error, APIError)
-    return _response(error)
-
-
-async def _request_error(_: Request, error: Exception) -> JSONResponse:
-    return _response(APIError(400, str(error)))
-
-
-async def _queue_full(_: Request, error: Exception) -> JSONResponse:
-    return _response(APIError(429, str(error), headers={"Retry-After": str(RETRY_AFTER_S)}))
-
-
-async def _unexpected(_: Request, error: Exception) -> JSONResponse:
+def as_api_error(error: Exception) -> APIError:
+    """The one mapping of an exception to what the client sees, for plain responses and streams alike."""
+    if isinstance(error, APIError):
+        return error
+    if isinstance(error, RequestError):
+        return APIError(400, str(error))
+    if isinstance(error, QueueFullError):
+        return APIError(429, str(error), headers={"Retry-After": str(RETRY_AFTER_S)})
+    if isinstance(error, TimeoutError):  # a stream's deadline; a plain request raises its own 504
+        return APIError(504, "generation took longer than the request timeout: try a smaller max_tokens or n, "
+                             "or retry when the server is less busy")
     logger.error("unexpected error", exc_info=error)
-    return _response(APIError(500, "internal error in the generation service; the server log has the details"))
+    return APIError(500, "internal error in the generation service; the server log has the details")
+
+
+async def _mapped(_: Request, error: Exception) -> JSONResponse:
+    return _response(as_api_error(error))
 
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(APIError, _api_error)
-    app.add_exception_handler(RequestError, _request_error)
-    app.add_exception_handler(QueueFullError, _queue_full)
-    app.add_exception_handler(Exception, _unexpected)
+    for error_type in (APIError, RequestError, QueueFullError, Exception):
+        app.add_exception_handler(error_type, _mapped)
 
 
 # Documented on every /v1 operation, so the OpenAPI schema describes what the service really answers.

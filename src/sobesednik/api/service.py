@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from fastapi import Request as HTTPRequest
 
-from sobesednik.api.errors import RETRY_AFTER_S, APIError
+from sobesednik.api.errors import APIError
 from sobesednik.api.metrics import Metrics
 from sobesednik.api.schemas import GenerationRequest
 from sobesednik.api.settings import ApiSettings
@@ -100,17 +100,14 @@ class Service:
         seeds = [None if params.seed is None else params.seed + i for i in range(n)]
         return [Request(prompt, params.with_overrides(seed=seed)) for seed in seeds]
 
-    def check_queue(self, rows: int) -> Batcher:
-        assert self.batcher is not None
-        if self.batcher.queued + rows > self.settings.max_queue:
-            raise APIError(429, f"the generation queue is full ({self.batcher.queued} rows waiting): "
-                                "retry in a second", headers={"Retry-After": str(RETRY_AFTER_S)})
+    def _batcher(self) -> Batcher:
+        assert self.batcher is not None  # routes reach the service through ReadyServiceDep
         return self.batcher
 
     async def complete(self, rows: list[Request], http_request: HTTPRequest) -> list[Completion]:
-        """Generate `rows`; 504 after the request timeout; a client that disconnects frees its rows."""
-        batcher = self.check_queue(len(rows))
-        task = asyncio.create_task(batcher.submit(rows))
+        """Generate `rows`; 429 when the queue is full, 504 after the request timeout; a client that
+        disconnects frees its rows."""
+        task = asyncio.create_task(self._batcher().enqueue(rows))
         watcher = asyncio.create_task(_cancel_on_disconnect(http_request, task))
         try:
             completions = await asyncio.wait_for(asyncio.shield(task), self.settings.request_timeout_s)
@@ -123,17 +120,21 @@ class Service:
         self.metrics.tokens.inc(sum(c.completion_tokens for c in completions))
         return completions
 
-    async def stream(self, rows: list[Request]) -> AsyncIterator[tuple[int, str] | list[Completion]]:
-        """Yield `(row index, text piece)` as decoded, then the list of completions; cancels rows when closed."""
-        batcher = self.check_queue(len(rows))
+    def stream(self, rows: list[Request]) -> AsyncIterator[tuple[int, str] | list[Completion]]:
+        """Queue `rows` now (a full queue raises here, before any response byte), and return what yields
+        `(row index, text piece)` as decoded, then the list of completions; closing it cancels the rows."""
         loop = asyncio.get_running_loop()
         pieces: asyncio.Queue[tuple[int, str] | None] = asyncio.Queue()
         for index, row in enumerate(rows):
             # Called from the decoding thread: hand the piece over to the event loop.
             row.on_text = lambda text, index=index: loop.call_soon_threadsafe(pieces.put_nowait, (index, text))
-        task = asyncio.create_task(batcher.submit(rows))
+        task = asyncio.create_task(self._batcher().enqueue(rows))
         task.add_done_callback(lambda _: pieces.put_nowait(None))
-        deadline = loop.time() + self.settings.request_timeout_s
+        return self._pieces(task, pieces, loop.time() + self.settings.request_timeout_s)
+
+    async def _pieces(self, task: asyncio.Task[list[Completion]], pieces: asyncio.Queue[tuple[int, str] | None],
+                      deadline: float) -> AsyncIterator[tuple[int, str] | list[Completion]]:
+        loop = asyncio.get_running_loop()
         try:
             while (item := await asyncio.wait_for(pieces.get(), max(0.0, deadline - loop.time()))) is not None:
                 yield item

@@ -23,8 +23,9 @@ import contextlib
 import logging
 import threading
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from sobesednik.errors import SobesednikError
 from sobesednik.inference.generator import Completion, Generator, Request
@@ -117,6 +118,13 @@ class Batcher:
 
     async def submit(self, requests: Sequence[Request]) -> list[Completion]:
         """Generate `requests` in the running or the next batch; raises `QueueFullError` when the queue is full."""
+        return await self.enqueue(requests)
+
+    def enqueue(self, requests: Sequence[Request]) -> Coroutine[Any, Any, list[Completion]]:
+        """Queue `requests` now (or raise `QueueFullError` now) and return what awaits their completions.
+
+        A stream calls this before its response starts, so a full queue is a 429, not a cut-off stream.
+        """
         future: asyncio.Future[list[Completion]] = asyncio.get_running_loop().create_future()
         group = _Group(list(requests), future)
         with self._lock:
@@ -126,10 +134,14 @@ class Batcher:
                                      "retry in a second")
             self._queue.append(group)
         self._arrived.set()
+        return self._completions_of(group)
+
+    @staticmethod
+    async def _completions_of(group: _Group) -> list[Completion]:
         try:
-            return await future
+            return await group.future
         except asyncio.CancelledError:
-            for request in requests:
+            for request in group.requests:
                 request.cancelled.set()
             raise
 

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
 from sobesednik.api.deps import ApiKeyDep, ReadyServiceDep
-from sobesednik.api.errors import ERROR_RESPONSES, APIError, error_body
+from sobesednik.api.errors import ERROR_RESPONSES, APIError, as_api_error, error_body
 from sobesednik.api.schemas import (
     AssistantMessage,
     ChatChoice,
@@ -21,7 +21,7 @@ from sobesednik.api.schemas import (
     Usage,
 )
 from sobesednik.api.service import Service, completion_id
-from sobesednik.inference.generator import Request as Row
+from sobesednik.inference.generator import Completion
 
 router = APIRouter(prefix="/v1", tags=["chat"], dependencies=[ApiKeyDep])
 
@@ -50,8 +50,8 @@ async def create_chat_completion(body: ChatCompletionRequest, service: ReadyServ
     prompt = service.generator.chat_prompt(turns, params.max_new_tokens)
     rows = service.rows_for(prompt, params, body.n)
     if body.stream:
-        service.check_queue(len(rows))  # a full queue is a 429 before the stream starts, not an event inside it
-        return StreamingResponse(_chunks(service, rows), media_type="text/event-stream",
+        pieces = service.stream(rows)  # queued now: a full queue is a 429 before the stream starts
+        return StreamingResponse(_chunks(service, len(rows), pieces), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache"})
     completions = await service.complete(rows, http_request)
     return ChatCompletion(
@@ -66,8 +66,10 @@ def sse(data: str) -> str:
     return f"data: {data}\n\n"
 
 
-async def _chunks(service: Service, rows: list[Row]) -> AsyncIterator[str]:
-    """OpenAI's chunk sequence: the role, content deltas, a finish_reason per choice, then `[DONE]`."""
+async def _chunks(service: Service, choices: int, pieces: AsyncIterator[tuple[int, str] | list[Completion]],
+                  ) -> AsyncIterator[str]:
+    """OpenAI's chunk sequence: the role, content deltas, a finish_reason per choice, then `[DONE]`; a failure
+    on the way ends it with an error event (the same envelope as a plain response) and `[DONE]` all the same."""
     chunk_id, name = completion_id("chatcmpl"), service.settings.served_name
 
     def chunk(index: int, delta: Delta, finish_reason: str | None = None) -> str:
@@ -75,17 +77,17 @@ async def _chunks(service: Service, rows: list[Row]) -> AsyncIterator[str]:
         return sse(ChatCompletionChunk(id=chunk_id, created=service.created, model=name,
                                        choices=[choice]).model_dump_json(exclude_none=True))
 
-    for index in range(len(rows)):
+    for index in range(choices):
         yield chunk(index, Delta(role="assistant", content=""))
     try:
-        async for item in service.stream(rows):
+        async for item in pieces:
             if isinstance(item, tuple):
                 yield chunk(item[0], Delta(content=item[1]))
             else:
                 for index, completion in enumerate(item):
                     yield chunk(index, Delta(), completion.finish_reason)
-    except TimeoutError:
-        yield sse(json.dumps(error_body(504, "generation took longer than the request timeout"), ensure_ascii=False))
-    except APIError as error:
-        yield sse(json.dumps(error_body(error.status, error.message), ensure_ascii=False))
+    except Exception as failure:  # every failure becomes the client's error event
+        error = as_api_error(failure)
+        body = error_body(error.status, error.message, param=error.param, code=error.code)
+        yield sse(json.dumps(body, ensure_ascii=False))
     yield sse("[DONE]")

@@ -1,0 +1,113 @@
+"""The request path under load and faults: a full queue is a 429 before a stream starts, a stream that cannot
+finish ends with an error event and `[DONE]`, and timeouts are 504 in both forms."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from sobesednik.api.app import create_app
+from sobesednik.api.settings import ApiSettings
+from sobesednik.inference.generator import Generator
+
+from .conftest import wait_ready
+
+CHAT = "/v1/chat/completions"
+HELLO = [{"role": "user", "content": "привет"}]
+
+
+class Hold:
+    """Once `start()` is called, decoding waits until `release()`, so requests stay queued as a test needs."""
+
+    def __init__(self) -> None:
+        self.holding, self.released = threading.Event(), threading.Event()
+
+    def start(self) -> None:
+        self.holding.set()
+
+    def release(self) -> None:
+        self.released.set()
+
+
+@pytest.fixture
+def hold(generator: Generator, monkeypatch: pytest.MonkeyPatch) -> Iterator[Hold]:
+    state, real_generate = Hold(), generator.generate
+
+    def held_generate(*args: object, **kwargs: object) -> object:
+        if state.holding.is_set():
+            state.released.wait(30)
+        return real_generate(*args, **kwargs)
+
+    monkeypatch.setattr(generator, "generate", held_generate)
+    yield state
+    state.release()
+
+
+def _client(generator: Generator, tiny_model_dir: Path, **limits: object) -> TestClient:
+    settings = ApiSettings(model=str(tiny_model_dir), _env_file=None, **limits)
+    return TestClient(create_app(settings, generator=generator), raise_server_exceptions=False)
+
+
+def _events(response) -> list[str]:
+    return [line.removeprefix("data: ") for line in response.text.splitlines() if line.startswith("data: ")]
+
+
+def test_a_stream_over_a_full_queue_gets_429_before_it_starts(generator: Generator, tiny_model_dir: Path,
+                                                             hold: Hold) -> None:
+    with _client(generator, tiny_model_dir, max_queue=3) as client:
+        wait_ready(client)
+        hold.start()
+        waiting = threading.Thread(target=client.post, args=(CHAT,),
+                                   kwargs={"json": {"messages": HELLO, "n": 2, "max_tokens": 3}})
+        waiting.start()
+        batcher = client.app.state.service.batcher
+        for _ in range(500):
+            if batcher.queued == 2:
+                break
+            time.sleep(0.01)
+        response = client.post(CHAT, json={"messages": HELLO, "n": 2, "max_tokens": 3, "stream": True})
+        hold.release()
+        waiting.join()
+    assert response.status_code == 429
+    assert response.headers["content-type"] == "application/json"
+    assert "queue is full (2 of 3 waiting)" in response.json()["error"]["message"]
+    assert response.headers["retry-after"] == "1"
+
+
+def test_a_stream_whose_batch_fails_ends_with_an_error_event_and_done(generator: Generator, tiny_model_dir: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    with _client(generator, tiny_model_dir) as client:
+        wait_ready(client)
+
+        def broken(requests: list, admit) -> object:
+            admit(0)  # the rows join the batch, then decoding fails
+            raise RuntimeError("the decoding thread died")
+
+        monkeypatch.setattr(generator, "generate", broken)
+        response = client.post(CHAT, json={"messages": HELLO, "max_tokens": 3, "stream": True})
+    events = _events(response)
+    assert response.status_code == 200
+    assert events[-1] == "[DONE]"
+    error = json.loads(events[-2])["error"]
+    assert error["type"] == "server_error" and "server log has the details" in error["message"]
+
+
+def test_timeouts_are_504_streamed_or_not(generator: Generator, tiny_model_dir: Path,
+                                          hold: Hold) -> None:
+    with _client(generator, tiny_model_dir, request_timeout_s=0.3) as client:
+        wait_ready(client)
+        hold.start()
+        plain = client.post(CHAT, json={"messages": HELLO, "max_tokens": 3})
+        streamed = client.post(CHAT, json={"messages": HELLO, "max_tokens": 3, "stream": True})
+        hold.release()
+    assert plain.status_code == 504
+    assert "longer than 0.3 s" in plain.json()["error"]["message"]
+    events = _events(streamed)
+    assert events[-1] == "[DONE]"
+    assert json.loads(events[-2])["error"]["type"] == "timeout"
