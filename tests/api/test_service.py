@@ -111,3 +111,42 @@ def test_timeouts_are_504_streamed_or_not(generator: Generator, tiny_model_dir: 
     events = _events(streamed)
     assert events[-1] == "[DONE]"
     assert json.loads(events[-2])["error"]["type"] == "timeout"
+
+
+def test_a_client_that_leaves_is_a_499_in_the_metrics_not_a_500(generator: Generator, tiny_model_dir: Path,
+                                                                hold: Hold, caplog: pytest.LogCaptureFixture) -> None:
+    """A real uvicorn server on loopback: the client sends a request and hangs up while it is queued."""
+    import socket
+
+    import httpx
+    import uvicorn
+
+    app = create_app(ApiSettings(model=str(tiny_model_dir), _env_file=None), generator=generator)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    base = f"http://127.0.0.1:{port}"
+    try:
+        while httpx.get(f"{base}/readyz").status_code != 200:
+            time.sleep(0.02)
+        hold.start()
+        body = json.dumps({"messages": HELLO, "max_tokens": 3}).encode()
+        with socket.create_connection(("127.0.0.1", port)) as client:
+            client.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                           b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+            time.sleep(0.3)
+        for _ in range(100):  # the service notices within DISCONNECT_POLL_S
+            metrics = httpx.get(f"{base}/metrics").text
+            if 'status="499"' in metrics:
+                break
+            time.sleep(0.05)
+        hold.release()
+    finally:
+        server.should_exit = True
+        thread.join(10)
+    assert 'sobesednik_requests_total{route="/v1/chat/completions",status="499"} 1.0' in metrics
+    assert 'status="500"' not in metrics
+    assert not [record for record in caplog.records if record.levelname == "ERROR"]

@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from fastapi import Request as HTTPRequest
 
-from sobesednik.api.errors import APIError
+from sobesednik.api.errors import CLIENT_CLOSED, APIError
 from sobesednik.api.metrics import Metrics
 from sobesednik.api.schemas import GenerationRequest
 from sobesednik.api.settings import ApiSettings
@@ -115,6 +115,10 @@ class Service:
             task.cancel()
             raise APIError(504, f"generation took longer than {self.settings.request_timeout_s:g} s: try a "
                                 "smaller max_tokens or n, or retry when the server is less busy") from None
+        except asyncio.CancelledError:
+            if watcher.done() and watcher.result():  # the client went away: nginx's 499, not a server error
+                raise APIError(CLIENT_CLOSED, "the client closed the request before the reply was ready") from None
+            raise
         finally:
             watcher.cancel()
         self.metrics.tokens.inc(sum(c.completion_tokens for c in completions))
@@ -145,13 +149,15 @@ class Service:
             task.cancel()
 
 
-async def _cancel_on_disconnect(http_request: HTTPRequest, task: asyncio.Task[list[Completion]]) -> None:
+async def _cancel_on_disconnect(http_request: HTTPRequest, task: asyncio.Task[list[Completion]]) -> bool:
+    """Cancel `task` when the client disconnects; True if it did."""
     while not task.done():
         if await http_request.is_disconnected():
             logger.info("client disconnected; its rows leave the batch")
             task.cancel()
-            return
+            return True
         await asyncio.sleep(DISCONNECT_POLL_S)
+    return False
 
 
 def completion_id(prefix: str) -> str:
