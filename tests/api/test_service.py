@@ -3,13 +3,16 @@ finish ends with an error event and `[DONE]`, and timeouts are 504 in both forms
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from sobesednik.api.app import create_app
@@ -52,6 +55,23 @@ def hold(generator: Generator, monkeypatch: pytest.MonkeyPatch) -> Iterator[Hold
 def _client(generator: Generator, tiny_model_dir: Path, **limits: object) -> TestClient:
     settings = ApiSettings(model=str(tiny_model_dir), _env_file=None, **limits)
     return TestClient(create_app(settings, generator=generator), raise_server_exceptions=False)
+
+
+@contextlib.contextmanager
+def _serving(app: FastAPI) -> Iterator[int]:
+    """`app` under a real uvicorn server on a free loopback port, for what needs real sockets; yields the port."""
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.01)
+    try:
+        yield server.servers[0].sockets[0].getsockname()[1]
+    finally:
+        server.should_exit = True
+        thread.join(10)
 
 
 def _events(response) -> list[str]:
@@ -116,20 +136,11 @@ def test_timeouts_are_504_streamed_or_not(generator: Generator, tiny_model_dir: 
 def test_a_client_that_leaves_is_a_499_in_the_metrics_not_a_500(generator: Generator, tiny_model_dir: Path,
                                                                 hold: Hold, caplog: pytest.LogCaptureFixture) -> None:
     """A real uvicorn server on loopback: the client sends a request and hangs up while it is queued."""
-    import socket
-
     import httpx
-    import uvicorn
 
     app = create_app(ApiSettings(model=str(tiny_model_dir), _env_file=None), generator=generator)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    base = f"http://127.0.0.1:{port}"
-    try:
+    with _serving(app) as port:
+        base = f"http://127.0.0.1:{port}"
         while httpx.get(f"{base}/readyz").status_code != 200:
             time.sleep(0.02)
         hold.start()
@@ -144,9 +155,16 @@ def test_a_client_that_leaves_is_a_499_in_the_metrics_not_a_500(generator: Gener
                 break
             time.sleep(0.05)
         hold.release()
-    finally:
-        server.should_exit = True
-        thread.join(10)
     assert 'sobesednik_requests_total{route="/v1/chat/completions",status="499"} 1.0' in metrics
     assert 'status="500"' not in metrics
     assert not [record for record in caplog.records if record.levelname == "ERROR"]
+
+
+def test_a_half_sent_body_gets_408_and_frees_the_connection(generator: Generator, tiny_model_dir: Path) -> None:
+    app = create_app(ApiSettings(model=str(tiny_model_dir), body_timeout_s=0.5, _env_file=None), generator=generator)
+    with _serving(app) as port, socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+        client.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                       b"Content-Length: 1000\r\n\r\n{\"messages\": [")
+        reply = client.recv(4096).decode()
+    assert reply.startswith("HTTP/1.1 408")
+    assert "did not arrive within 0.5 s" in reply

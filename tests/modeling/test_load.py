@@ -60,7 +60,7 @@ def test_missing_directory_is_one_clear_error(tmp_path: Path):
 
 
 def test_hub_id_offline_without_cache_says_what_to_do():
-    with pytest.raises(ModelDirError, match="not in the local cache and no network: pass a local directory"):
+    with pytest.raises(ModelDirError, match="not in the local cache and no network: pass an existing directory"):
         load_base("tinkoff-ai/ruDialoGPT-medium")
 
 
@@ -88,6 +88,12 @@ def test_hub_id_not_cached_and_hub_unreachable_fails_at_once(monkeypatch: pytest
     with pytest.raises(ModelDirError, match="not in the local cache and no network"):
         load_base("tinkoff-ai/ruDialoGPT-medium")
     assert len(attempts) == 1
+
+
+def test_a_missing_relative_dir_is_named_as_a_directory_too():
+    """`models/sobesednik` (serve's default) reads like a Hub id: the error says the directory is not there."""
+    with pytest.raises(ModelDirError, match=r"'models/sobesednik' is no directory here \(.+\), and as a Hub model"):
+        load_model("models/sobesednik")
 
 
 def test_cli_turns_a_missing_base_into_one_line_and_exit_2(prepared_data_dir: Path, tmp_path: Path):

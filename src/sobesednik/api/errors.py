@@ -25,7 +25,7 @@ CLIENT_CLOSED = 499  # nginx's status for a client that left before the reply: c
 RETRY_AFTER_S = 1  # seconds a client should wait after 429 / 503: a batch of 40 tokens takes about that long
 
 _TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
-          405: "invalid_request_error", 413: "invalid_request_error", 429: "rate_limit_error",
+          405: "invalid_request_error", 408: "timeout", 413: "invalid_request_error", 429: "rate_limit_error",
           499: "client_closed_request", 503: "service_unavailable", 504: "timeout"}
 
 

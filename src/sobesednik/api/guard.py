@@ -3,12 +3,13 @@
 FastAPI reads and parses a request's body before it resolves the route's dependencies, so a key check as a
 dependency comes too late: an unauthenticated 48 MB body would already have cost half a gigabyte. This ASGI
 middleware answers 401 from the headers alone, 413 from `Content-Length` alone, and otherwise reads the
-body itself, at most `max_body_bytes` of it (a body sent without a length, chunked, is cut off there too),
-then hands it on to the app.
+body itself, at most `max_body_bytes` of it (a body sent without a length, chunked, is cut off there too)
+within `body_timeout_s` (else 408), then hands it on to the app.
 """
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from typing import Any
 
@@ -70,8 +71,14 @@ class RequestGuard:
         if content_length is not None and content_length.isdigit() and int(content_length) > limit:
             raise too_large
         chunks, size = [], 0
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.body_timeout_s
         while True:
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), max(0.0, deadline - loop.time()))
+            except TimeoutError:  # a client that sends half a body must not hold a connection for good
+                raise APIError(408, f"the request body did not arrive within {self.settings.body_timeout_s:g} s: "
+                                    "send it whole", code="body_timeout") from None
             if message["type"] == "http.disconnect":
                 break
             chunk = message.get("body", b"")

@@ -47,6 +47,7 @@ class ApiSettings(BaseSettings):
     # bytes of one request body, refused with 413 before parsing: max_chars of Cyrillic as JSON \u escapes
     # (6 bytes each) and the framing of max_messages messages fit in 1 MiB with room to spare
     max_body_bytes: int = Field(1 << 20, ge=1024)
+    body_timeout_s: float = Field(30, gt=0)  # a body still incomplete after this gets 408; 1 MiB takes 1 s at 10 Mbit/s
 
     @field_validator("dtype", mode="before")
     @classmethod

@@ -85,9 +85,9 @@ def _from_pretrained(loader: Any, name: str, marker: str = "config.json", **kwar
         if local:
             raise ModelDirError(f"cannot load {source}: {error}".splitlines()[0]) from None
         raise ModelDirError(
-            f"base model {name!r} is not in the local cache and no network: pass a local directory "
-            "(e.g. --base models/tiny from `sobesednik tiny-model`), or run once with network access "
-            "(and check the Hub id) to download it"
+            f"{name!r} is no directory here ({Path.cwd()}), and as a Hub model it is not in the local cache "
+            "and no network: pass an existing directory (`sobesednik export` or `sobesednik tiny-model` makes "
+            "one), or run once with network access (and check the Hub id) to download it"
         ) from None
 
 
