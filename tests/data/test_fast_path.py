@@ -13,7 +13,8 @@ from sobesednik.data.export import ExportStream
 from sobesednik.data.fast_path import NotFast
 from sobesednik.errors import ExportFormatError
 
-from .exports import msg, service
+from .exports import LAYOUTS as EXPORT_LAYOUTS
+from .exports import account, msg, service
 
 
 def _telegram_layout(chat: dict) -> bytes:
@@ -21,33 +22,20 @@ def _telegram_layout(chat: dict) -> bytes:
     return json.dumps(chat, ensure_ascii=False, indent=1).encode()
 
 
-def _lines_layout(chat: dict) -> bytes:
-    """One compact message object per line, as tools that filter or re-save an export write it."""
-    head = json.dumps({key: value for key, value in chat.items() if key != "messages"}, ensure_ascii=False)
-    lines = ",\n".join(json.dumps(message, ensure_ascii=False) for message in chat["messages"])
-    return f'{head[:-1]}, "messages": [\n{lines}\n]}}\n'.encode()
-
-
-def _account(chat: dict) -> dict:
-    """A full-account export holding `chat` between two small chats, with the parts that are not chats."""
+def _account_of(chat: dict) -> dict:
+    """A full account with `chat` between other chats (an empty one, one with tricky text, a left chat)."""
     other = {"name": "Другой", "type": "personal_chat", "id": 7,
              "messages": [msg(1, "user5", 'ещё "messages": [ и }], ')]}
-    return {"about": "x", "personal_information": {"first_name": "Я", "bio": '"messages": ['},
-            "contacts": {"about": "y", "list": [{"first_name": "Иван", "phone_number": "+7"}]},
-            "chats": {"about": "z", "list": [other, {"name": "Пусто", "id": 8, "messages": []}, chat, other]},
-            "left_chats": {"about": "w", "list": [{"name": "Старый", "id": 9, "messages": [msg(1, "user4", "нет")]}]}}
+    export = account(other, {"name": "Пусто", "id": 8, "messages": []}, chat, other)
+    export["left_chats"]["list"] = [{"name": "Старый", "id": 9, "messages": [msg(1, "user4", "нет")]}]
+    return export
 
 
-# The same messages in every layout `fast_path` reads: the ids are the test ids.
 LAYOUTS = {
-    "telegram": _telegram_layout,
-    "indent 2": lambda chat: json.dumps(chat, ensure_ascii=False, indent=2).encode(),
-    "indent 4": lambda chat: json.dumps(chat, ensure_ascii=False, indent=4).encode(),
-    "lines": _lines_layout,
-    "minified": lambda chat: json.dumps(chat, ensure_ascii=False, separators=(",", ":")).encode(),
+    **{name: write for name, write in EXPORT_LAYOUTS.items() if name != "account"},
     "trailing key": lambda chat: _telegram_layout({**chat, "extra": {"a": [1, 2]}}),
-    "account": lambda chat: json.dumps(_account(chat), ensure_ascii=False, indent=1).encode(),
-    "account minified": lambda chat: json.dumps(_account(chat), ensure_ascii=False, separators=(",", ":")).encode(),
+    "account": lambda chat: _telegram_layout(_account_of(chat)),
+    "account minified": lambda chat: EXPORT_LAYOUTS["minified"](_account_of(chat)),
 }
 
 

@@ -137,7 +137,8 @@ def _read(settings: PrepareSettings, streams: list[ExportStream], builder: Dialo
         kind = event[0]
         if kind == "message":
             stats.messages_read += 1
-            stats.messages_kept += builder.add(event[1])
+            stats.messages_kept += 1
+            builder.add(event[1])
         elif kind == "skip":
             stats.messages_read += 1
             reason, extra = event[1], event[2]
