@@ -149,22 +149,13 @@ def _array(pending: bytes, read: Read, chat: Any, objects_only: bool) -> Pairs:
         key = None if ignore_limit else _MESSAGES_KEY.search(pending)
         # The array ends before the next chat's `messages`: no cut beyond it can be this array's.
         limit = key.start() if key else len(pending)
-        at = pending.rfind(separator, 0, limit) if separator else -1
-        for _ in range(_TRIES):
-            if at < 0:
-                break
-            parsed = _parse(pending, at + 1, b"]")
-            if parsed is not None:
-                items, rest = parsed
-                yield from _pairs(items, chat, objects_only)
-                if rest is not None:
-                    return rest
-                pending = pending[at + separator.index(b",") + 1 :]
-                break
-            at = pending.rfind(separator, 0, at + len(separator) - 1)
-        else:
-            at = -1
-        if at >= 0:
+        cut = _last_cut(pending, separator, limit) if separator else None
+        if cut is not None:
+            items, rest, at = cut
+            yield from _pairs(items, chat, objects_only)
+            if rest is not None:
+                return rest
+            pending = pending[at + separator.index(b",") + 1 :]
             ignore_limit = False
             continue
         if key or eof:  # the rest of the array is before `limit`, or it is the whole rest of the file
@@ -181,6 +172,22 @@ def _array(pending: bytes, read: Read, chat: Any, objects_only: bool) -> Pairs:
         chunk = read()
         eof = not chunk
         pending += chunk
+
+
+def _last_cut(pending: bytes, separator: bytes, limit: int) -> tuple[list[Any], bytes | None, int] | None:
+    """(items, what `_parse` says follows, where the separator is) of the last cut before `limit` that parses.
+
+    None when none of the last `_TRIES` separators is a message end (each was in a string or a nested object).
+    """
+    at = pending.rfind(separator, 0, limit)
+    for _ in range(_TRIES):
+        if at < 0:
+            return None
+        parsed = _parse(pending, at + 1, b"]")
+        if parsed is not None:
+            return parsed[0], parsed[1], at
+        at = pending.rfind(separator, 0, at + len(separator) - 1)  # the one before
+    return None
 
 
 def _parse(pending: bytes, cut: int, close: bytes) -> tuple[list[Any], bytes | None] | None:
