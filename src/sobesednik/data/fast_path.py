@@ -45,7 +45,8 @@ class NotFast(Exception):
 
 
 Read = Callable[[], bytes]  # the next chunk of the (fixed-up) export, b"" at the end
-Pairs = Generator[tuple[Any, Any], None, bytes]
+# Pairs of one array, then the buffer and the position just after the array's closing `]`.
+Position = Generator[tuple[Any, Any], None, tuple[bytes, int]]
 
 
 class _Skeleton:
@@ -101,99 +102,100 @@ def fast_messages(read: Read, *, wanted: str, chat_of: Callable[[dict[str, Any]]
     to pair them with; `objects_only` leaves out items that are not objects (as the account reader does).
     """
     skeleton = _Skeleton(wanted, chat_of)
-    data = b""
+    # Positions into one buffer rather than slices of it: a full account has thousands of small chats per chunk.
+    data, at = b"", 0
     while True:
-        match = _MESSAGES_KEY.search(data)
+        match = _MESSAGES_KEY.search(data, at)
         if match is None:
             chunk = read()
             if not chunk:
                 break
-            keep = max(0, len(data) - _HOLD)
-            skeleton.feed(data[:keep])
-            data = data[keep:] + chunk
+            keep = max(at, len(data) - _HOLD)
+            skeleton.feed(data[at:keep])
+            data, at = data[keep:] + chunk, 0
             continue
         bracket = match.end() - 1
-        real, chat = skeleton.feed(data[:bracket], at_key=True)
-        data = data[bracket:]
+        real, chat = skeleton.feed(data[at:bracket], at_key=True)
+        at = bracket
         if real:  # other arrays (a full account's left chats) are cut too, and their items dropped
-            data = yield from _array(data[1:], read, chat, objects_only)
+            data, at = yield from _array(data, bracket + 1, read, chat, objects_only)
             skeleton.feed(b"[]")
-    skeleton.feed(data)
+    skeleton.feed(data[at:])
     skeleton.close()
 
 
-def _separator(pending: bytes) -> bytes:
+def _separator(pending: bytes, start: int) -> bytes:
     """The bytes from one message's `}` to the next one's first key; b"" while `pending` shows no such pair."""
-    first = _FIRST_KEY.match(pending)
+    first = _FIRST_KEY.match(pending, start)
     if first is None:
         return b""
     between = re.compile(rb"\}\s*,\s*\{" + re.escape(first[1]) + b'"' + re.escape(first[2]) + b'"')
-    for tries, match in enumerate(between.finditer(pending)):
+    for tries, match in enumerate(between.finditer(pending, start)):
         if tries == _TRIES:
             break
         try:
-            orjson.loads(b"[" + pending[: match.start() + 1] + b"]")
+            orjson.loads(b"[" + pending[start : match.start() + 1] + b"]")
         except orjson.JSONDecodeError:
             continue
         return match[0]
     return b""
 
 
-def _array(pending: bytes, read: Read, chat: Any, objects_only: bool) -> Pairs:
-    """Pairs of the array whose items start at `pending`; returns the bytes after its closing `]`."""
+def _array(pending: bytes, start: int, read: Read, chat: Any, objects_only: bool) -> Position:
+    """Pairs of the array whose items start at `pending[start]`; returns the buffer and where its `]` ends."""
     separator = b""
     eof = False
     ignore_limit = False
     while True:
-        separator = separator or _separator(pending)
-        key = None if ignore_limit else _MESSAGES_KEY.search(pending)
+        separator = separator or _separator(pending, start)
+        key = None if ignore_limit else _MESSAGES_KEY.search(pending, start)
         # The array ends before the next chat's `messages`: no cut beyond it can be this array's.
         limit = key.start() if key else len(pending)
-        cut = _last_cut(pending, separator, limit) if separator else None
+        cut = _last_cut(pending, start, separator, limit) if separator else None
         if cut is not None:
-            items, rest, at = cut
+            items, after, at = cut
             yield from _pairs(items, chat, objects_only)
-            if rest is not None:
-                return rest
-            pending = pending[at + separator.index(b",") + 1 :]
+            if after is not None:
+                return pending, after
+            start = at + separator.index(b",") + 1
             ignore_limit = False
             continue
         if key or eof:  # the rest of the array is before `limit`, or it is the whole rest of the file
-            parsed = _parse(pending, limit, b"")
+            parsed = _parse(pending, start, limit, b"")
             if parsed is not None:
-                items, rest = parsed
+                items, after = parsed
                 yield from _pairs(items, chat, objects_only)
-                return pending[limit:] if rest is None else rest
+                return pending, limit if after is None else after
             if eof:
                 raise NotFast  # truncated or broken: ijson says which, and where
             ignore_limit = True  # that `messages` was inside this array (a quoted text); look past it
-        if len(pending) > _MAX_PENDING:
+        if len(pending) - start > _MAX_PENDING:
             raise NotFast
         chunk = read()
         eof = not chunk
-        pending += chunk
+        pending, start = pending[start:] + chunk, 0
 
 
-def _last_cut(pending: bytes, separator: bytes, limit: int) -> tuple[list[Any], bytes | None, int] | None:
+def _last_cut(pending: bytes, start: int, separator: bytes, limit: int) -> tuple[list[Any], int | None, int] | None:
     """(items, what `_parse` says follows, where the separator is) of the last cut before `limit` that parses.
 
     None when none of the last `_TRIES` separators is a message end (each was in a string or a nested object).
     """
-    at = pending.rfind(separator, 0, limit)
+    at = pending.rfind(separator, start, limit)
     for _ in range(_TRIES):
         if at < 0:
             return None
-        parsed = _parse(pending, at + 1, b"]")
+        parsed = _parse(pending, start, at + 1, b"]")
         if parsed is not None:
             return parsed[0], parsed[1], at
-        at = pending.rfind(separator, 0, at + len(separator) - 1)  # the one before
+        at = pending.rfind(separator, start, at + len(separator) - 1)  # the one before
     return None
 
 
-def _parse(pending: bytes, cut: int, close: bytes) -> tuple[list[Any], bytes | None] | None:
-    """Items of `[` + `pending[:cut]` + `close` and None, or the items and the bytes after the array when it
-    closed before `cut`; None when `cut` is not after a message; raises `NotFast` on an error in the middle."""
-    document = b"[" + pending[:cut] + close
+def _parse(pending: bytes, start: int, cut: int, close: bytes) -> tuple[list[Any], int | None] | None:
+    """Items of `[` + `pending[start:cut]` + `close` and None, or the items and the position after the array's `]`
+    when it closed before `cut`; None when `cut` is not after a message; `NotFast` on an error in the middle."""
+    document = b"[" + pending[start:cut] + close
     try:
         return orjson.loads(document), None
     except orjson.JSONDecodeError as error:
@@ -202,7 +204,8 @@ def _parse(pending: bytes, cut: int, close: bytes) -> tuple[list[Any], bytes | N
         text = document.decode()
         if failure.msg.startswith(_ARRAY_END):
             end = text.rindex("]", 0, failure.pos) + 1
-            return orjson.loads(text[:end]), text[end : len(text) - len(close)].encode() + pending[cut:]
+            # orjson counts characters; the buffer's position needs bytes (less the `[` put in front).
+            return orjson.loads(text[:end]), start + len(text[:end].encode()) - 1
     except (UnicodeDecodeError, orjson.JSONDecodeError):
         raise NotFast from None
     if failure.pos < len(text) - 1:
