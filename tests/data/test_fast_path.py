@@ -184,3 +184,21 @@ def test_progress_counts_each_byte_once_when_falling_back(tmp_path: Path, monkey
     assert progress() == fast
     assert len(fast[0]) == 300
     assert fast[1] == path.stat().st_size - 3  # as before the fast path: the first 3 bytes are read unreported
+
+
+@pytest.mark.parametrize("layout", ["telegram", "minified"])
+def test_messages_longer_than_a_chunk_and_many_small_chats_take_the_fast_path(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, layout: str):
+    monkeypatch.setattr(export_module, "_CHUNK", 4096)
+    long_texts = [msg(index, f"user{index % 2}", "длинный текст " * (index * 900)) for index in range(1, 5)]
+    chats = [{"name": f"Чат {index}", "type": "personal_chat", "id": index,
+              "messages": [msg(number, "user1", f"привет {number}") for number in range(1, index % 4 + 1)]}
+             for index in range(200)]
+    chats.append({"name": "Длинный", "type": "private_group", "id": 500, "messages": long_texts})
+    path = tmp_path / "result.json"
+    path.write_bytes(EXPORT_LAYOUTS[layout](account(*chats)))
+    expected = _read_with_ijson(path, monkeypatch)
+    _forbid_ijson(monkeypatch)
+    pairs, sha256 = _read(path)
+    assert (pairs, sha256) == expected
+    assert len(pairs) == sum(index % 4 for index in range(200)) + 4
