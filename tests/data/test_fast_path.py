@@ -202,3 +202,23 @@ def test_messages_longer_than_a_chunk_and_many_small_chats_take_the_fast_path(
     pairs, sha256 = _read(path)
     assert (pairs, sha256) == expected
     assert len(pairs) == sum(index % 4 for index in range(200)) + 4
+
+
+def test_falling_back_in_the_middle_of_a_chat_keeps_it_one_chat(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(export_module, "_CHUNK", 4096)
+    path = tmp_path / "result.json"
+    path.write_bytes(LAYOUTS["account"](_generated_chat(300)))
+    loads = fast_path.orjson.loads
+    seen = iter(range(10_000))
+
+    def refuse_fifth(data: bytes) -> object:
+        if next(seen) == 5:
+            raise fast_path.orjson.JSONDecodeError("refused", "", 0)
+        return loads(data)
+
+    monkeypatch.setattr(fast_path.orjson, "loads", refuse_fifth)
+    pairs = list(ExportStream(path))
+    starts = [chat.id for (chat, _), previous in zip(pairs, [None, *pairs], strict=False)
+              if previous is None or chat is not previous[0]]
+    assert starts == [7, 42, 7]  # the reader starts a chat on each new chat object: the fall-back made none
+    assert [raw["id"] for chat, raw in pairs if chat.id == 42] == list(range(1, 301))
