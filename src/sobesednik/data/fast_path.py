@@ -124,13 +124,13 @@ def fast_messages(read: Read, *, wanted: str, chat_of: Callable[[dict[str, Any]]
     skeleton.close()
 
 
-def _separator(pending: bytes, start: int) -> bytes:
+def _separator(pending: bytes, start: int, limit: int) -> bytes:
     """The bytes from one message's `}` to the next one's first key; b"" while `pending` shows no such pair."""
     first = _FIRST_KEY.match(pending, start)
     if first is None:
         return b""
     between = re.compile(rb"\}\s*,\s*\{" + re.escape(first[1]) + b'"' + re.escape(first[2]) + b'"')
-    for tries, match in enumerate(between.finditer(pending, start)):
+    for tries, match in enumerate(between.finditer(pending, start, limit)):
         if tries == _TRIES:
             break
         try:
@@ -147,10 +147,10 @@ def _array(pending: bytes, start: int, read: Read, chat: Any, objects_only: bool
     eof = False
     ignore_limit = False
     while True:
-        separator = separator or _separator(pending, start)
         key = None if ignore_limit else _MESSAGES_KEY.search(pending, start)
         # The array ends before the next chat's `messages`: no cut beyond it can be this array's.
         limit = key.start() if key else len(pending)
+        separator = separator or _separator(pending, start, limit)
         cut = _last_cut(pending, start, separator, limit) if separator else None
         if cut is not None:
             items, after, at = cut
