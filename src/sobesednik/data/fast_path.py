@@ -1,6 +1,6 @@
 """The orjson fast path of `export`: every chat's `messages` array cut at message ends and parsed a chunk at a time.
 
-    for meta_chat, raw in fast_messages(read, wanted="", chat_of=lambda meta: chat):
+    for chat, raw in fast_messages(read, wanted="", chat_of=lambda meta: chat_info):
         ...   # raises NotFast on anything it cannot vouch for; export.py then re-reads with ijson
 
 Layout-independent: indent 1 (Telegram Desktop), indent 4, one compact object per line and one minified line all
