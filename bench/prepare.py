@@ -1,12 +1,14 @@
 """Benchmark `sobesednik prepare` against a naive baseline on a synthetic Telegram export.
 
     flock /tmp/sobesednik-bench.lock .venv/bin/python bench/prepare.py              # 1,000,000 messages, ~0.5 GB
-    flock /tmp/sobesednik-bench.lock .venv/bin/python bench/prepare.py --messages 100000
+    flock /tmp/sobesednik-bench.lock .venv/bin/python bench/prepare.py --quick --cores 1   # 200,000, one core
+    flock /tmp/sobesednik-bench.lock .venv/bin/python bench/prepare.py --messages 100000 --layouts lines,account
 
 The export (a group chat with replies, bursts, forwards, media, service messages, entity lists) is written to a
-temp dir under /tmp. Each side runs in its own subprocess; wall time and peak RSS come from `os.wait4` of that
-process. The baseline is what one writes first: `json.load` the whole file, build contexts in Python loops
-(reply chain, else the previous messages), write with pandas. `prepare` does more (bursts, role merging,
+temp dir under /tmp once per layout (`LAYOUTS`: the same messages re-serialised), and for each layout `prepare`
+and the baseline run one after the other, each in its own subprocess; wall time and peak RSS come from
+`os.wait4` of that process. The baseline is what one writes first: `json.load` the whole file, build contexts in
+Python loops (reply chain, else the previous messages), write with pandas. `prepare` does more (bursts, role merging,
 filters, dedup, leakage-free split, stats, PNG, manifest) and reads the file as a stream.
 """
 
@@ -21,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -66,18 +69,65 @@ def _message(rng: random.Random, message_id: int, date: int) -> dict:
     return message
 
 
-def write_export(path: Path, messages: int, seed: int = 0) -> None:
-    """A single-chat export laid out like Telegram Desktop's (indent 1, one key per line)."""
+LAYOUTS = ("telegram", "lines", "minified", "indent4", "account")
+_CHAT_HEAD = {"name": "Синтетический чат", "type": "private_supergroup", "id": 1}
+_ACCOUNT_HEAD = {"about": "Here is the data you requested.",
+                 "personal_information": {"user_id": 1000, "first_name": "Участник", "last_name": "0",
+                                          "phone_number": "+7 900 000 00 00", "bio": ""},
+                 "contacts": {"about": "contacts", "list": [
+                     {"user_id": 1000 + index, "first_name": name, "last_name": "", "phone_number": "",
+                      "date": "2023-01-01T00:00:00", "date_unixtime": "1672531200"}
+                     for index, name in enumerate(_NAMES)]}}
+
+
+def _messages(count: int, seed: int) -> Iterator[dict]:
     rng = random.Random(seed)
     date = 1_700_000_000
+    for message_id in range(1, count + 1):
+        # Mostly quick exchanges, sometimes a pause that ends the conversation.
+        date += rng.randint(5, 240) if rng.random() > 0.02 else rng.randint(3600, 40000)
+        yield _message(rng, message_id, date)
+
+
+def _indented(value: object, indent: int, level: int) -> str:
+    """`value` as `json.dumps(indent=indent)` writes it when it sits `level` levels deep."""
+    return json.dumps(value, ensure_ascii=False, indent=indent).replace("\n", "\n" + " " * (indent * level))
+
+
+def write_export(path: Path, messages: int, layout: str = "telegram", seed: int = 0) -> None:
+    """One export of the same `messages` (same seed) in a layout of `LAYOUTS`.
+
+    telegram: Telegram Desktop's single chat (indent 1); lines: one compact message object per line (what tools
+    that filter or re-save an export write); minified: all on one line; indent4: `json.dump(indent=4)`;
+    account: Telegram Desktop's full-account export (indent 1) whose one chat is this chat.
+    """
+    if layout == "telegram" or layout == "indent4":
+        indent = 1 if layout == "telegram" else 4
+        head = json.dumps(_CHAT_HEAD, ensure_ascii=False, indent=indent)[:-2] + ",\n" + " " * indent
+        opening, separator, closing = head + '"messages": [\n', ",\n", "\n" + " " * indent + "]\n}\n"
+        pad = " " * (2 * indent)
+        dump = lambda message: pad + _indented(message, indent, 2)  # noqa: E731
+    elif layout == "account":
+        head = _indented(_ACCOUNT_HEAD, 1, 0)[:-2]
+        chat = _indented(_CHAT_HEAD, 1, 3)
+        chat = chat[: chat.rindex("\n")]  # without the closing brace: `messages` comes next
+        opening = head + ',\n "chats": {\n  "about": "chats",\n  "list": [\n   ' + chat + ',\n    "messages": [\n'
+        separator = ",\n"
+        closing = '\n    ]\n   }\n  ]\n },\n "left_chats": {\n  "about": "left",\n  "list": []\n }\n}\n'
+        dump = lambda message: "     " + _indented(message, 1, 5)  # noqa: E731
+    elif layout in ("lines", "minified"):
+        compact = {"ensure_ascii": False, "separators": (",", ":")}
+        opening = json.dumps(_CHAT_HEAD, **compact)[:-1] + ',"messages":[' + ("\n" if layout == "lines" else "")
+        separator = ",\n" if layout == "lines" else ","
+        closing = "\n]}\n" if layout == "lines" else "]}"
+        dump = lambda message: json.dumps(message, **compact)  # noqa: E731
+    else:
+        raise ValueError(f"layout {layout!r}: pick one of {', '.join(LAYOUTS)}")
     with path.open("w", encoding="utf-8") as out:
-        out.write('{\n "name": "Синтетический чат",\n "type": "private_supergroup",\n "id": 1,\n "messages": [\n')
-        for message_id in range(1, messages + 1):
-            # Mostly quick exchanges, sometimes a pause that ends the conversation.
-            date += rng.randint(5, 240) if rng.random() > 0.02 else rng.randint(3600, 40000)
-            body = json.dumps(_message(rng, message_id, date), ensure_ascii=False, indent=1)
-            out.write("  " + body.replace("\n", "\n  ") + (",\n" if message_id < messages else "\n"))
-        out.write(" ]\n}\n")
+        out.write(opening)
+        for index, message in enumerate(_messages(messages, seed)):
+            out.write((separator if index else "") + dump(message))
+        out.write(closing)
 
 
 def baseline(export: Path, out: Path) -> None:
@@ -86,7 +136,9 @@ def baseline(export: Path, out: Path) -> None:
     import pandas as pd
 
     with export.open(encoding="utf-8") as file:
-        messages = json.load(file)["messages"]
+        data = json.load(file)
+    chats = data["chats"]["list"] if "chats" in data else [data]
+    messages = [message for chat in chats for message in chat["messages"]]
     by_id: dict[int, dict] = {}
     kept: list[dict] = []
     rows = []
@@ -154,34 +206,60 @@ def _run(command: list[str]) -> tuple[float, float, float]:
     return wall, usage.ru_utime + usage.ru_stime, max(usage.ru_maxrss * 1024, tree_peak) / 1e6  # KiB on Linux
 
 
+def _cpu_model() -> str:
+    try:
+        lines = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout.splitlines()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown CPU (no lscpu)"
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("Model name")), "unknown CPU")
+
+
+def _samples(out: Path) -> int:
+    return sum(1 for split in ("train", "valid", "test") for _ in (out / f"{split}.jsonl").open(encoding="utf-8"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--messages", type=int, default=1_000_000, help="messages in the synthetic export")
+    parser.add_argument("--quick", action="store_true", help="200,000 messages: every layout in a minute or two")
+    parser.add_argument("--layouts", default=",".join(LAYOUTS), help=f"comma-separated, of {', '.join(LAYOUTS)}")
+    parser.add_argument("--cores", type=int, default=0,
+                        help="run everything on this many cores (like taskset; 0: all this process may use)")
     parser.add_argument("--baseline-only", nargs=2, metavar=("EXPORT", "OUT"), help=argparse.SUPPRESS)
-    parser.add_argument("--keep", action="store_true", help="keep the temp dir (export and outputs)")
+    parser.add_argument("--keep", action="store_true", help="keep the temp dir (exports and outputs)")
     args = parser.parse_args()
     if args.baseline_only:
         baseline(Path(args.baseline_only[0]), Path(args.baseline_only[1]))
         return
+    messages = 200_000 if args.quick else args.messages
+    layouts = args.layouts.split(",")
+    if args.cores:  # children inherit the affinity, so both sides see only these cores
+        os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[: args.cores])
+    cores = len(os.sched_getaffinity(0))
+    print(f"CPU: {_cpu_model()}; {cores} core(s) usable, load average {os.getloadavg()[0]:.1f} at the start")
 
     work = Path(tempfile.mkdtemp(prefix="sobesednik-bench-", dir="/tmp"))
+    rows = []
     try:
-        export = work / "result.json"
-        start = time.perf_counter()
-        write_export(export, args.messages)
-        size_mb = export.stat().st_size / 1e6
-        print(f"export: {args.messages:,} messages, {size_mb:.0f} MB, written in {time.perf_counter() - start:.0f} s")
-        ours = _run([sys.executable, "-m", "sobesednik", "prepare", str(export), "--out", str(work / "ours"),
-                     "--no-progress"])
-        naive = _run([sys.executable, __file__, "--baseline-only", str(export), str(work / "naive")])
-        samples = {side: sum(1 for split in ("train", "valid", "test")
-                             for _ in (work / side / f"{split}.jsonl").open(encoding="utf-8"))
-                   for side in ("ours", "naive")}
-        print(f"{'':10}{'wall s':>10}{'CPU s':>10}{'peak RSS MB':>14}{'samples':>10}")
-        for name, side, run in (("prepare", "ours", ours), ("baseline", "naive", naive)):
-            print(f"{name:10}{run[0]:>10.1f}{run[1]:>10.1f}{run[2]:>14.0f}{samples[side]:>10,}")
-        print(f"prepare is {naive[0] / ours[0]:.2f}x faster in wall time, {naive[1] / ours[1]:.2f}x in CPU time, "
-              f"and needs {ours[2] / naive[2]:.3f} of the baseline's peak RSS")
+        for layout in layouts:
+            export = work / f"{layout}.json"
+            write_export(export, messages, layout)
+            ours = _run([sys.executable, "-m", "sobesednik", "prepare", str(export), "--out", str(work / "ours"),
+                         "--no-progress"])
+            naive = _run([sys.executable, __file__, "--baseline-only", str(export), str(work / "naive")])
+            rows.append((layout, export.stat().st_size / 1e6, ours, naive, _samples(work / "ours"),
+                         _samples(work / "naive")))
+            export.unlink()
+            print(f"{layout}: done", flush=True)
+        print(f"\n{messages:,} messages, {cores} core(s); time and peak RSS of prepare / the baseline "
+              f"(json.load + loops + pandas)")
+        # On a shared box wall time also counts waiting for a core; the CPU-time ratio is the steadier one.
+        print(f"{'layout':10}{'MB':>6}{'wall s':>14}{'CPU s':>14}{'peak RSS MB':>16}{'faster':>8}{'in CPU':>8}"
+              f"{'RSS of':>8}{'samples':>18}")
+        for layout, size, ours, naive, ours_samples, naive_samples in rows:
+            print(f"{layout:10}{size:>6.0f}{ours[0]:>7.1f}{naive[0]:>7.1f}{ours[1]:>7.1f}{naive[1]:>7.1f}"
+                  f"{ours[2]:>8.0f}{naive[2]:>8.0f}{naive[0] / ours[0]:>7.2f}x{naive[1] / ours[1]:>7.2f}x"
+                  f"{ours[2] / naive[2]:>8.3f}{ours_samples:>9,}{naive_samples:>9,}")
     finally:
         if args.keep:
             print(f"kept {work}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,35 @@ def msg(message_id: int, author: str | int | None, text: Any, *, minute: float |
 def service(message_id: int, action: str = "pin_message", **extra: Any) -> dict[str, Any]:
     return {"id": message_id, "type": "service", "date": "2024-03-01T10:00:00",
             "date_unixtime": str(START + message_id * 60), "actor": "Имя", "action": action, "text": "", **extra}
+
+
+def account(*chats: dict[str, Any]) -> dict[str, Any]:
+    """A full-account export holding `chats`, with the parts of one that are not chats."""
+    return {"about": "x", "personal_information": {"first_name": "Я", "bio": '"messages": ['},
+            "contacts": {"about": "y", "list": [{"first_name": "Иван", "phone_number": "+7"}]},
+            "chats": {"about": "z", "list": list(chats)}, "left_chats": {"about": "w", "list": []}}
+
+
+def _lines(chat: dict[str, Any]) -> bytes:
+    """One compact message object per line, as tools that filter or re-save an export write it."""
+    head = json.dumps({key: value for key, value in chat.items() if key != "messages"}, ensure_ascii=False)
+    lines = ",\n".join(json.dumps(message, ensure_ascii=False) for message in chat["messages"])
+    return f'{head[:-1]}, "messages": [\n{lines}\n]}}\n'.encode()
+
+
+def _indent(width: int) -> Callable[[dict[str, Any]], bytes]:
+    return lambda export: json.dumps(export, ensure_ascii=False, indent=width).encode()
+
+
+# A single-chat export as bytes in each layout the reader must take alike ("telegram": Telegram Desktop's own).
+LAYOUTS: dict[str, Callable[[dict[str, Any]], bytes]] = {
+    "telegram": _indent(1),
+    "indent 2": _indent(2),
+    "indent 4": _indent(4),
+    "lines": _lines,
+    "minified": lambda export: json.dumps(export, ensure_ascii=False, separators=(",", ":")).encode(),
+    "account": lambda chat: _indent(1)(account(chat)),
+}
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:

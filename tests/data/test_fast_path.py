@@ -1,4 +1,4 @@
-"""The orjson fast path for Telegram Desktop's layout gives exactly what ijson gives, and falls back to it."""
+"""The orjson fast path gives exactly what ijson gives in every layout, and falls back to it on odd input."""
 
 from __future__ import annotations
 
@@ -8,15 +8,35 @@ from pathlib import Path
 import pytest
 
 from sobesednik.data import export as export_module
+from sobesednik.data import fast_path
 from sobesednik.data.export import ExportStream
+from sobesednik.data.fast_path import NotFast
 from sobesednik.errors import ExportFormatError
 
-from .exports import msg, service
+from .exports import LAYOUTS as EXPORT_LAYOUTS
+from .exports import account, msg, service
 
 
 def _telegram_layout(chat: dict) -> bytes:
     """A single-chat export written like Telegram Desktop (indent 1, one message opening at `  {`)."""
     return json.dumps(chat, ensure_ascii=False, indent=1).encode()
+
+
+def _account_of(chat: dict) -> dict:
+    """A full account with `chat` between other chats (an empty one, one with tricky text, a left chat)."""
+    other = {"name": "Другой", "type": "personal_chat", "id": 7,
+             "messages": [msg(1, "user5", 'ещё "messages": [ и }], ')]}
+    export = account(other, {"name": "Пусто", "id": 8, "messages": []}, chat, other)
+    export["left_chats"]["list"] = [{"name": "Старый", "id": 9, "messages": [msg(1, "user4", "нет")]}]
+    return export
+
+
+LAYOUTS = {
+    **{name: write for name, write in EXPORT_LAYOUTS.items() if name != "account"},
+    "trailing key": lambda chat: _telegram_layout({**chat, "extra": {"a": [1, 2]}}),
+    "account": lambda chat: _telegram_layout(_account_of(chat)),
+    "account minified": lambda chat: EXPORT_LAYOUTS["minified"](_account_of(chat)),
+}
 
 
 def _generated_chat(count: int) -> dict:
@@ -27,6 +47,9 @@ def _generated_chat(count: int) -> dict:
         elif index % 5 == 0:
             text = ["ссылка ", {"type": "link", "text": "https://example.com/x"}, {"type": "bold", "text": "}"}]
             messages.append(msg(index, f"user{index % 3}", text, reply_to_message_id=index - 1))
+        elif index % 7 == 0:  # what a cut between two messages looks like, in a string and in nested objects
+            text = ['}, {"id": 1}], "messages": [{"id": 2},', {"type": "plain", "text": '},{"id":3}]'}]
+            messages.append(msg(index, f"user{index % 3}", text, nested=[{"id": 4}, {"id": {"id": 5}}]))
         else:
             messages.append(msg(index, f"user{index % 3}", "строка с \"кавычками\" и \\ и }\n  }", score=0.5))
     return {"name": "Чат", "type": "private_group", "id": 42, "messages": messages}
@@ -39,12 +62,12 @@ def _read(path: Path) -> tuple[list[tuple], str]:
 
 def _read_with_ijson(path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[list[tuple], str]:
     with monkeypatch.context() as patch:
-        patch.setattr(export_module, "_fast_chat_messages", _not_fast)
+        patch.setattr(ExportStream, "_fast", _not_fast)
         return _read(path)
 
 
-def _not_fast(reader: object):
-    raise export_module._NotFast
+def _not_fast(stream: object, reader: object):
+    raise NotFast
     yield  # a generator, like the real one
 
 
@@ -52,7 +75,7 @@ def _forbid_ijson(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args: object, **kwargs: object):
         raise AssertionError("the fast path fell back to ijson")
 
-    monkeypatch.setattr(export_module.ijson, "items", refuse)
+    monkeypatch.setattr(ExportStream, "_ijson", refuse)
 
 
 def test_sample_export_takes_the_fast_path_and_equals_ijson(sample_export: Path, monkeypatch: pytest.MonkeyPatch):
@@ -74,19 +97,22 @@ def test_generated_export_equals_ijson_at_any_chunk_size(tmp_path: Path, monkeyp
     assert expected[0][0][1]["text"] == 'строка с "кавычками" и \x0b и }\n  }'
 
 
-@pytest.mark.parametrize("layout", ["compact", "indent 2", "trailing key"])
-def test_other_layouts_fall_back_to_ijson(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, layout: str):
-    chat = _generated_chat(40)
-    if layout == "compact":
-        data = json.dumps(chat, ensure_ascii=False).encode()
-    elif layout == "indent 2":
-        data = json.dumps(chat, ensure_ascii=False, indent=2).encode()
-    else:  # fast path all the way, then a key after `messages`
-        data = _telegram_layout({**chat, "extra": {"a": [1, 2]}})
+@pytest.mark.parametrize("chunk", [64, 1 << 20])
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_every_layout_takes_the_fast_path_and_equals_ijson(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                           layout: str, chunk: int):
+    monkeypatch.setattr(export_module, "_CHUNK", chunk)
     path = tmp_path / "result.json"
-    path.write_bytes(data)
-    assert _read(path) == _read_with_ijson(path, monkeypatch)
-    assert len(_read(path)[0]) == 40
+    path.write_bytes(LAYOUTS[layout](_generated_chat(300)))
+    expected = _read_with_ijson(path, monkeypatch)
+    _forbid_ijson(monkeypatch)
+    pairs, sha256 = _read(path)
+    assert (pairs, sha256) == expected
+    wanted = [(chat.id, raw["id"]) for chat, raw in pairs if chat.id == 42]
+    assert wanted == [(42, index) for index in range(1, 301)]
+    if layout.startswith("account"):  # the other chats, in order; the left chat is not read
+        assert [chat.id for chat, _ in pairs if chat.id != 42] == [7, 7]
+        assert pairs[0][0] is not pairs[-1][0]  # each chat of the list is its own chat, even with equal fields
 
 
 @pytest.mark.parametrize("cut", ["truncated", "corrupt message", "garbage after the end"])
@@ -112,7 +138,7 @@ def test_broken_files_fail_with_the_ijson_error_and_no_message_twice(tmp_path: P
         return ids, str(error.value)
 
     fast_ids, fast_error = collect()
-    monkeypatch.setattr(export_module, "_fast_chat_messages", _not_fast)
+    monkeypatch.setattr(ExportStream, "_fast", _not_fast)
     assert (fast_ids, fast_error) == collect()
     assert fast_ids == list(range(1, len(fast_ids) + 1))
     if cut == "truncated":
@@ -124,18 +150,27 @@ def test_progress_counts_each_byte_once_when_falling_back(tmp_path: Path, monkey
                                                           where: str):
     monkeypatch.setattr(export_module, "_CHUNK", 4096)
     chat = _generated_chat(300)
-    if where == "middle":  # orjson refuses its 6th batch, as it would an integer over 64 bits
-        calls = iter(range(1000))
-        loads = export_module.orjson.loads
+    loads = fast_path.orjson.loads
+    calls: list[bytes] = []
 
-        def refuse_sixth(data: bytes) -> object:
-            if next(calls) == 6:
-                raise export_module.orjson.JSONDecodeError("refused", "", 0)
-            return loads(data)
+    def count(data: bytes) -> object:
+        calls.append(data)
+        return loads(data)
 
-        monkeypatch.setattr(export_module.orjson, "loads", refuse_sixth)
-    else:
-        chat["extra"] = 1  # a key after `messages`: ijson takes over at the very end
+    with monkeypatch.context() as patch:  # how many parses a fast read takes
+        patch.setattr(fast_path.orjson, "loads", count)
+        path = tmp_path / "result.json"
+        path.write_bytes(_telegram_layout(chat))
+        list(ExportStream(path))
+    refused = 6 if where == "middle" else len(calls) - 1
+    seen = iter(range(len(calls) * 2))
+
+    def refuse(data: bytes) -> object:  # a parse error at its first byte, as in a broken message
+        if next(seen) == refused:
+            raise fast_path.orjson.JSONDecodeError("refused", "", 0)
+        return loads(data)
+
+    monkeypatch.setattr(fast_path.orjson, "loads", refuse)
     path = tmp_path / "result.json"
     path.write_bytes(_telegram_layout(chat))
 
@@ -145,7 +180,44 @@ def test_progress_counts_each_byte_once_when_falling_back(tmp_path: Path, monkey
         return messages, sum(reported)
 
     fast = progress()
-    monkeypatch.setattr(export_module, "_fast_chat_messages", _not_fast)
+    monkeypatch.setattr(ExportStream, "_fast", _not_fast)
     assert progress() == fast
     assert len(fast[0]) == 300
     assert fast[1] == path.stat().st_size - 3  # as before the fast path: the first 3 bytes are read unreported
+
+
+@pytest.mark.parametrize("layout", ["telegram", "minified"])
+def test_messages_longer_than_a_chunk_and_many_small_chats_take_the_fast_path(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, layout: str):
+    monkeypatch.setattr(export_module, "_CHUNK", 4096)
+    long_texts = [msg(index, f"user{index % 2}", "длинный текст " * (index * 900)) for index in range(1, 5)]
+    chats = [{"name": f"Чат {index}", "type": "personal_chat", "id": index,
+              "messages": [msg(number, "user1", f"привет {number}") for number in range(1, index % 4 + 1)]}
+             for index in range(200)]
+    chats.append({"name": "Длинный", "type": "private_group", "id": 500, "messages": long_texts})
+    path = tmp_path / "result.json"
+    path.write_bytes(EXPORT_LAYOUTS[layout](account(*chats)))
+    expected = _read_with_ijson(path, monkeypatch)
+    _forbid_ijson(monkeypatch)
+    pairs, sha256 = _read(path)
+    assert (pairs, sha256) == expected
+    assert len(pairs) == sum(index % 4 for index in range(200)) + 4
+
+
+def test_falling_back_in_the_middle_of_a_chat_keeps_it_one_chat(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(export_module, "_CHUNK", 4096)
+    path = tmp_path / "result.json"
+    path.write_bytes(LAYOUTS["account"](_generated_chat(300)))
+    loads = fast_path.orjson.loads
+
+    def refuse_the_middle(data: bytes | str) -> object:  # the batch with message 150 of chat 42, at its first byte
+        if '"id": 150,' in (data if isinstance(data, str) else data.decode()):
+            raise fast_path.orjson.JSONDecodeError("refused", "", 0)
+        return loads(data)
+
+    monkeypatch.setattr(fast_path.orjson, "loads", refuse_the_middle)
+    pairs = list(ExportStream(path))
+    starts = [chat.id for (chat, _), previous in zip(pairs, [None, *pairs], strict=False)
+              if previous is None or chat is not previous[0]]
+    assert starts == [7, 42, 7]  # the reader starts a chat on each new chat object: the fall-back made none
+    assert [raw["id"] for chat, raw in pairs if chat.id == 42] == list(range(1, 301))

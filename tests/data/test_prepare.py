@@ -173,3 +173,20 @@ def test_quirky_export_is_handled_not_fatal(tmp_path: Path, monkeypatch: pytest.
     assert stats["dropped"]["reply_too_long"] == 1 and stats["dropped"]["context_too_long"] == 2
     assert stats["quirks"]["integer_from_id"] == 1 and stats["quirks"]["reply_to_later_message"] == 1
     assert stats["skipped"]["forwarded"] == 1
+
+
+def test_export_whose_messages_all_share_one_id_keeps_every_message(make_export: Callable[..., Path], tmp_path: Path):
+    lines = ["ты дома?", "да, только пришёл", "чайник поставь", "уже кипит", "а хлеб купил?", "забыл, схожу"]
+    messages = [msg(1, "user1" if index % 2 == 0 else "user2", f"{lines[index % 6]} ({index})", minute=index,
+                    **({"reply_to_message_id": 1} if index % 3 == 2 else {}))
+                for index in range(256)]
+    stats = run_prepare(make_export(messages), tmp_path / "out", valid=0.0, test=0.0)
+    assert stats["messages_kept"] == 256
+    assert stats["quirks"]["duplicate_ids"] == 255
+    assert "duplicate_ids" in (tmp_path / "out" / "stats.md").read_text(encoding="utf-8")
+    samples = all_samples(tmp_path / "out")
+    assert len(samples) == 255  # every message after the first answers the one before it
+    for sample in samples:
+        index = int(sample["messages"][-1]["content"].rsplit("(", 1)[1].rstrip(")"))
+        previous = sample["messages"][-2]["content"]
+        assert previous == f"{lines[(index - 1) % 6]} ({index - 1})"  # a reply to "1": the nearest earlier message

@@ -1,4 +1,5 @@
-"""Property test: `prepare` never crashes on structurally valid exports, and every sample meets the contract."""
+"""Property tests: `prepare` never crashes on structurally valid exports, every sample meets the contract, and
+the same messages give the same dataset in every layout of the file."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from hypothesis import strategies as st
 from sobesednik.data.split import SPLITS
 from sobesednik.errors import DatasetError, ExportFormatError
 
-from .exports import START, read_jsonl, run_prepare
+from .exports import LAYOUTS, START, read_jsonl, run_prepare
 
 _words = st.sampled_from(["привет", "да", "нет", "ок", "едем", "😂", "https://ya.ru", "@ivan", "+79123456789", " ", ""])
 _text = st.lists(_words, max_size=6).map(" ".join)
@@ -64,6 +65,9 @@ def test_prepare_never_crashes_and_samples_meet_the_contract(export: dict[str, A
         except (ExportFormatError, DatasetError) as error:  # no usable text / no samples: a clean refusal
             assert "no message with usable text" in str(error) or "no samples left" in str(error)
             return
+        # Ids that more than one message carries name different messages, which may land in different splits.
+        ids = [message["id"] for message in export["messages"]]
+        unique = {message_id for message_id in ids if ids.count(message_id) == 1}
         split_of_message: dict[int, str] = {}
         total = 0
         for split in SPLITS:
@@ -74,7 +78,31 @@ def test_prepare_never_crashes_and_samples_meet_the_contract(export: dict[str, A
                 assert messages[-1]["role"] == "assistant"
                 assert all(a["role"] != b["role"] for a, b in pairwise(messages))
                 assert all(message["content"].strip() for message in messages)
-                for message_id in row["meta"]["message_ids"]:
+                for message_id in set(row["meta"]["message_ids"]) & unique:
                     # A message in two splits would leak text from training into evaluation.
                     assert split_of_message.setdefault(message_id, split) == split
         assert total == stats["samples"]
+
+
+def _prepared(path: Path, out: Path, options: dict[str, Any]) -> dict[str, str] | str:
+    """The dataset files and stats.json of a run, or the error it stopped with."""
+    try:
+        run_prepare(path, out, **options)
+    except (ExportFormatError, DatasetError) as error:
+        return str(error).replace(str(path), "EXPORT")
+    return {name: (out / name).read_text(encoding="utf-8")
+            for name in [*(f"{split}.jsonl" for split in SPLITS), "stats.json"]}
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(export=exports(), options=st.fixed_dictionaries({"context_turns": st.integers(1, 4),
+                                                        "merge_seconds": st.sampled_from([0, 600])}))
+def test_every_layout_of_the_same_messages_gives_the_same_dataset(export: dict[str, Any], options: dict[str, Any]):
+    with tempfile.TemporaryDirectory() as temp:
+        results = {}
+        for layout, write in LAYOUTS.items():
+            path = Path(temp) / layout / "result.json"
+            path.parent.mkdir()
+            path.write_bytes(write(export))
+            results[layout] = _prepared(path, Path(temp) / layout / "out", options)
+        assert all(result == results["telegram"] for result in results.values()), list(results)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -32,3 +33,39 @@ def test_parallel_reader_raises_the_workers_error(sample_export: Path, tmp_path:
     truncated.write_bytes(sample_export.read_bytes()[:50_000])
     with pytest.raises(ExportFormatError, match="is truncated"):
         run_prepare(truncated, tmp_path / "out")
+
+
+@pytest.mark.parametrize(("cores", "load", "forks"), [({0}, 0.0, False), ({0, 1}, 0.0, True), ({0, 1}, 1.2, False),
+                                                      ({0, 1, 2, 3}, 1.0, True)])
+def test_reader_process_only_with_a_second_idle_core(sample_export: Path, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch, cores: set[int],
+                                                     load: float, forks: bool):
+    monkeypatch.setattr(prepare_module, "_PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(prepare_module.os, "sched_getaffinity", lambda pid: cores)
+    monkeypatch.setattr(prepare_module.os, "getloadavg", lambda: (load, load, load))
+    modes: list[bool] = []
+    real = prepare_module.read_events
+
+    def record(*args: object, parallel: bool, **kwargs: object):
+        modes.append(parallel)
+        return real(*args, parallel=parallel, **kwargs)
+
+    monkeypatch.setattr(prepare_module, "read_events", record)
+    run_prepare(sample_export, tmp_path / "out")
+    assert modes == [forks]
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs os.sched_setaffinity (Linux)")
+def test_one_core_run_writes_the_same_dataset(sample_export: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """As under `taskset -c 0`: the process may use one core only."""
+    everywhere = run_prepare(sample_export, tmp_path / "all")
+    allowed = os.sched_getaffinity(0)
+    monkeypatch.setattr(prepare_module, "_PARALLEL_MIN_BYTES", 0)
+    os.sched_setaffinity(0, {min(allowed)})
+    try:
+        one_core = run_prepare(sample_export, tmp_path / "one")
+    finally:
+        os.sched_setaffinity(0, allowed)
+    assert one_core == everywhere
+    for name in [f"{split}.jsonl" for split in SPLITS]:
+        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "all" / name).read_bytes()

@@ -120,7 +120,18 @@ def test_skipped_forward_breaks_the_conversation():
     assert stats.dropped["no_context"] == 2
 
 
-def test_duplicate_ids_keep_the_first_message():
-    candidates, stats, _ = build([m(1, "a", "первый", 0), m(1, "b", "дубль", 1), m(2, "b", "ответ", 2)])
-    assert roles(candidates[0]) == [("user", "первый"), ("assistant", "ответ")]
-    assert stats.skipped["duplicate_message_id"] == 1
+def test_repeated_ids_stay_messages_and_a_reply_answers_the_nearest_earlier_one():
+    candidates, stats, _ = build([m(1, "a", "первый", 0), m(1, "b", "второй", 1), m(2, "c", "третий", 10),
+                                  m(3, "a", "ответ", 11, reply_to=1)], context_turns=4)
+    assert roles(candidates[0]) == [("user", "первый"), ("assistant", "второй")]
+    assert roles(candidates[-1]) == [("user", "второй"), ("assistant", "ответ")]  # not "первый"
+    assert candidates[-1].context[0][2] == [1]
+    assert stats.quirks["duplicate_ids"] == 1
+
+
+def test_a_chain_through_one_repeated_id_steps_back_instead_of_stopping():
+    # Every message replies to "1", the id they all carry: each answers the one before it.
+    messages = [m(1, "ab"[index % 2], f"реплика {index}", index, reply_to=1 if index else 0) for index in range(6)]
+    candidates, stats, _ = build(messages, context_turns=3)
+    assert [text for _, text, _ in candidates[-1].context] == ["реплика 2", "реплика 3", "реплика 4"]
+    assert stats.quirks["duplicate_ids"] == 5

@@ -4,17 +4,14 @@
         message = normalise_message(raw, counters, mask_pii=False, ...)
 
 Two layouts exist: a single-chat export (`{"name", "type", "id", "messages": [...]}`) and a full-account
-export (`{"chats": {"list": [{"name", "id", "messages": [...]}, ...]}, ...}`). Both are parsed as a stream
-with ijson's C backend (yajl2_c), so memory does not grow with the file: a single chat goes through
+export (`{"chats": {"list": [{"name", "id", "messages": [...]}, ...]}, ...}`). Both are read as a stream, so
+memory does not grow with the file, by `fast_path.fast_messages` in any whitespace layout: each ~1 MB chunk of
+a messages array is cut after its last message and parsed with orjson (about half of ijson's time). When that
+path cannot vouch for the input (a parse error, a truncated file, an odd layout) ijson's C backend (yajl2_c)
+re-reads the file, skips the messages already given and raises its usual error: a single chat through
 `ijson.items` entirely in C, a full account through parse events, because its messages must be told apart by
 chat. Telegram Desktop writes control characters as `\\xNN`, which JSON forbids; `_ExportReader` rewrites them
-to `\\u00NN` at the byte level before the parser sees them, and drops a UTF-8 byte-order mark.
-
-A single chat laid out the way Telegram Desktop writes it (indent 1: each message opens at a line `  {` and
-closes at a line `  }`; JSON strings hold no raw newline, so such a line always ends a message) takes a faster
-path, `_fast_chat_messages`: each ~1 MB chunk is cut after its last closing line and parsed with `orjson` as one
-array, in about 55% of ijson's time. Anything else (compact JSON, an odd layout, a parse error, a truncated file)
-goes back to ijson, which skips the messages already given and raises its usual error.
+to `\\u00NN` at the byte level before either parser sees them, and drops a UTF-8 byte-order mark.
 """
 
 from __future__ import annotations
@@ -22,16 +19,16 @@ from __future__ import annotations
 import hashlib
 import itertools
 import re
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import ijson
-import orjson
 from ijson.common import ObjectBuilder
 
+from sobesednik.data.fast_path import NotFast, fast_messages
 from sobesednik.data.privacy import ENTITY_PLACEHOLDERS, mask_text
 from sobesednik.errors import ExportFormatError
 
@@ -40,11 +37,6 @@ _BOM = b"\xef\xbb\xbf"
 # An even run of backslashes is literal; an odd one followed by x and two hex digits is Telegram's `\xNN`.
 _X_ESCAPE = re.compile(rb"(\\\\)|\\x([0-9a-fA-F]{2})")
 _HELP = "export the chat again in Telegram Desktop: ⋯ → Export chat history → Format: Machine-readable JSON"
-# Telegram Desktop's layout: `"messages": [` as a top-level key (1 space), messages closing at 2 spaces.
-_MESSAGES_START = re.compile(rb'\r?\n "messages": \[\r?\n')
-_MESSAGE_END = b"\n  }"
-_FAST_MAX_HEAD = 1 << 20  # bytes before `"messages": [`: a chat's name, type and id take a few dozen
-_FAST_MAX_PENDING = 64 << 20  # bytes without a message end: not this layout, leave it to ijson
 _MEDIA_KEYS = ("media_type", "photo", "file", "sticker_emoji", "poll", "location_information", "contact_information")
 
 
@@ -166,8 +158,13 @@ def _detect_layout(path: Path) -> tuple[str, ChatInfo]:
                             f"is it a Telegram Desktop export? {_HELP}")
 
 
+def _account_chat(meta: dict[str, Any]) -> ChatInfo:
+    """A full account's chat from the `name`, `id` and `type` seen before its `messages`."""
+    return ChatInfo(meta.get("id", 0), str(meta.get("name") or "chat"), str(meta.get("type", "")))
+
+
 def _account_messages(reader: _ExportReader) -> Iterator[tuple[ChatInfo, dict[str, Any]]]:
-    """Messages of `chats.list[*]`, built from parse events (only this path needs to know chat boundaries)."""
+    """Messages of `chats.list[*]`, built from parse events (the fallback of the fast path for this layout)."""
     item_prefix = "chats.list.item.messages.item"
     meta: dict[str, Any] = {}
     chat = ChatInfo(0, "", "")
@@ -186,62 +183,7 @@ def _account_messages(reader: _ExportReader) -> Iterator[tuple[ChatInfo, dict[st
         elif prefix in ("chats.list.item.name", "chats.list.item.id", "chats.list.item.type"):
             meta[prefix.rsplit(".", 1)[1]] = value
         elif prefix == "chats.list.item.messages" and event == "start_array":
-            chat = ChatInfo(meta.get("id", 0), str(meta.get("name") or "chat"), str(meta.get("type", "")))
-
-
-class _NotFast(Exception):
-    """The fast path cannot go on; ijson takes over."""
-
-
-def _fast_chat_messages(reader: _ExportReader) -> Iterator[Any]:
-    """Items of a single chat's `messages`, parsed with orjson a chunk at a time; raises `_NotFast` on anything odd.
-
-    Each chunk is cut after its last `\\n  }` and the part before is parsed as `[...]`. A cut inside a message
-    would leave unbalanced brackets and fail to parse, so every item given is exactly what ijson would give.
-    """
-    head = reader.read(_CHUNK)
-    match = _MESSAGES_START.search(head)
-    while match is None and len(head) < _FAST_MAX_HEAD and (chunk := reader.read(_CHUNK)):
-        head += chunk
-        match = _MESSAGES_START.search(head)
-    if not head.startswith(b"{") or match is None:
-        raise _NotFast
-    try:  # the keys before `messages` must close as an object, or `messages` is not a top-level key
-        orjson.loads(head[: match.start()].rstrip().removesuffix(b",") + b"}")
-    except orjson.JSONDecodeError:
-        raise _NotFast from None
-    pending = head[match.end():]
-    separated = True  # nothing parsed yet, so no comma is due before the next message
-    while True:
-        if not separated:
-            rest = pending.lstrip()
-            if rest[:1] == b",":
-                pending, separated = rest[1:], True
-            elif rest[:1] == b"]":
-                pending = rest[1:]
-                break
-            elif rest:
-                raise _NotFast
-        cut = pending.rfind(_MESSAGE_END) + len(_MESSAGE_END) if separated else -1
-        if cut >= len(_MESSAGE_END):
-            try:
-                items = orjson.loads(b"[" + pending[:cut] + b"]")
-            except orjson.JSONDecodeError:
-                raise _NotFast from None
-            yield from items
-            pending, separated = pending[cut:], False
-            continue
-        chunk = reader.read(_CHUNK)
-        if not chunk or len(pending) > _FAST_MAX_PENDING:
-            raise _NotFast  # truncated, or not this layout
-        pending += chunk
-    tail = [pending]  # what follows the array: `\\n}` (or more keys), checked as a whole
-    while chunk := reader.read(_CHUNK):
-        tail.append(chunk)
-    try:
-        orjson.loads(b'{"messages":[]' + b"".join(tail))
-    except orjson.JSONDecodeError:
-        raise _NotFast from None
+            chat = _account_chat(meta)
 
 
 class ExportStream:
@@ -256,27 +198,42 @@ class ExportStream:
 
     def __iter__(self) -> Iterator[tuple[ChatInfo, dict[str, Any]]]:
         reader = _ExportReader(self.path, self.on_bytes)
+        given, chat = 0, self._chat
         try:
-            if self.layout == "chat":
-                given = 0
-                try:
-                    for raw in _fast_chat_messages(reader):
-                        given += 1
-                        yield self._chat, raw
-                except _NotFast:
-                    reader.close()
-                    reader = _ExportReader(self.path, _after(reader.bytes_read - reader.head_size, self.on_bytes))
-                    items = ijson.items(reader, "messages.item", use_float=True, buf_size=_CHUNK)
-                    for raw in itertools.islice(items, given, None):
-                        yield self._chat, raw
-            else:
-                yield from _account_messages(reader)
+            try:
+                for chat, raw in self._fast(reader):
+                    given += 1
+                    yield chat, raw
+            except NotFast:
+                reader.close()
+                reader = _ExportReader(self.path, _after(reader.bytes_read - reader.head_size, self.on_bytes))
+                yield from _resume(self._ijson(reader), given, chat)
             reader.drain()
         except ijson.JSONError as error:
             raise _parse_error(self.path, error, reader) from None
         finally:
             reader.close()
         self.sha256 = reader.sha256.hexdigest()
+
+    def _fast(self, reader: _ExportReader) -> Iterator[tuple[ChatInfo, Any]]:
+        read = lambda: reader.read(_CHUNK)  # noqa: E731  (reads `_CHUNK` when called: tests shrink it)
+        if self.layout == "chat":
+            return fast_messages(read, wanted="", chat_of=lambda meta: self._chat)
+        return fast_messages(read, wanted="chats.list.item", chat_of=_account_chat, objects_only=True)
+
+    def _ijson(self, reader: _ExportReader) -> Iterator[tuple[ChatInfo, Any]]:
+        if self.layout == "chat":
+            items = ijson.items(reader, "messages.item", use_float=True, buf_size=_CHUNK)
+            return ((self._chat, raw) for raw in items)
+        return _account_messages(reader)
+
+
+def _resume(pairs: Iterator[tuple[ChatInfo, Any]], given: int, chat: ChatInfo) -> Iterator[tuple[ChatInfo, Any]]:
+    """`pairs` after the first `given`, the chat in progress kept as the same object (a new one starts a chat)."""
+    last = deque(itertools.islice(pairs, given), maxlen=1)
+    skipped = last[0][0] if last else None
+    for current, raw in pairs:
+        yield (chat if current is skipped else current), raw
 
 
 def _after(reported: int, on_bytes: Callable[[int], None] | None) -> Callable[[int], None] | None:

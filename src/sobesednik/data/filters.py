@@ -22,7 +22,6 @@ MESSAGE_SKIP_REASONS = {
     "empty_text": "no visible text",
     "forwarded": "forwarded from elsewhere (keep with --keep-forwarded)",
     "via_bot": "sent via an inline bot (keep with --keep-via-bot)",
-    "duplicate_message_id": "a second message with an id already seen in the chat",
     "message_without_id": "no integer id",
     "not_a_message_object": "an item of `messages` that is not an object",
     "chat_not_selected": "in a chat that --chat did not pick",

@@ -35,6 +35,11 @@ from sobesednik.errors import ConfigError, DatasetError, ExportFormatError
 
 _PROGRESS_MIN_BYTES = 8 << 20  # smaller inputs finish before a bar would be worth drawing
 _PARALLEL_MIN_BYTES = 8 << 20  # below this, starting the reader process costs more than it saves
+# The reader process pays only on a second idle core: with the orjson fast path the builder is the bottleneck, and
+# on one core (taskset -c 0, a one-CPU container) or a busy box the two processes only share time and add the
+# pipe's pickling (docs/benchmarks.md: 200,000 messages on a loaded 2-core box, 6.7-7.2 s CPU in one process vs
+# 6.9-8.6 s forked). "Idle" is the cores this process may use minus the 1-minute load average.
+_PARALLEL_MIN_FREE_CORES = 1.5
 _SPOOL = ".prepare-spool.jsonl"
 _BUFFER = 1 << 20  # bytes; the default 8 KB buffer costs a system call every ~20 samples
 
@@ -127,17 +132,30 @@ def _progress(settings: PrepareSettings, streams: list[ExportStream]) -> Iterato
         yield lambda size: progress.advance(task, size)
 
 
+def _free_cores() -> float:
+    """Cores this process may run on (taskset, cpusets) that the system's recent load leaves idle."""
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS and Windows have no affinity call; all cores are usable there
+        usable = os.cpu_count() or 1
+    try:
+        return usable - os.getloadavg()[0]
+    except (AttributeError, OSError):  # no load average (Windows): count every usable core as idle
+        return float(usable)
+
+
 def _read(settings: PrepareSettings, streams: list[ExportStream], builder: DialogueBuilder, stats: Stats,
           on_bytes: Callable[[int], None] | None) -> None:
     total = sum(stream.path.stat().st_size for stream in streams)
-    parallel = total >= _PARALLEL_MIN_BYTES and (os.cpu_count() or 1) > 1
+    parallel = total >= _PARALLEL_MIN_BYTES and _free_cores() >= _PARALLEL_MIN_FREE_CORES
     chat_names: list[str] = []
     selected = False
     for event in read_events(streams, settings, stats.quirks, parallel=parallel, on_bytes=on_bytes):
         kind = event[0]
         if kind == "message":
             stats.messages_read += 1
-            stats.messages_kept += builder.add(event[1])
+            stats.messages_kept += 1
+            builder.add(event[1])
         elif kind == "skip":
             stats.messages_read += 1
             reason, extra = event[1], event[2]

@@ -11,9 +11,10 @@ file is read to its end.
 Parsing and normalising (orjson or ijson + `normalise_message`) take a third of `prepare`'s CPU time, the dialogue
 builder and the writer the rest, so with `parallel=True` a forked worker parses while the main process builds;
 batches of events cross a pipe (pickled, ~15% extra CPU). That pays off when a second core is free; on a box
-whose cores are already busy it does not (docs/benchmarks.md has both measurements). The worker holds only the
-parser's buffers; the kept text stays in the main process. Errors in the worker (a truncated file) are sent
-over and raised in the main process, so the user sees the same one-line error.
+whose cores are already busy, or on one core, it does not (docs/benchmarks.md has both measurements), so
+`prepare` asks for it only when a second usable core is idle (`prepare._PARALLEL_MIN_FREE_CORES`). The worker
+holds only the parser's buffers; the kept text stays in the main process. Errors in the worker (a truncated
+file) are sent over and raised in the main process, so the user sees the same one-line error.
 """
 
 from __future__ import annotations

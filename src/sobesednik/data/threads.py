@@ -12,8 +12,11 @@ Rules (docs/data.md has the reasons):
 - one author's messages within `merge_seconds` of each other form one turn, unless a message replies to
   something: a reply always opens a new turn;
 - when a turn closes it becomes a `Candidate`: its context is the reply chain of its first message when it
-  has one (followed up through `reply_to_message_id`; a missing target or a cycle ends the chain), otherwise
-  the preceding turns of the conversation;
+  has one (followed up through `reply_to_message_id`; a missing target ends the chain), otherwise the
+  preceding turns of the conversation;
+- ids may repeat (re-saved or merged exports): every message stays a message, and a reply to a repeated id
+  answers the nearest earlier message with it, which is resolved when the reply is read, so a chain only ever
+  steps back in time and cannot loop;
 - at most `context_turns` turns (messages, in a reply chain) before the reply are its context; then the
   target's author is `assistant`, everyone else `user`, and adjacent turns of one role merge (so a group
   chat's three other speakers become one `user` turn); the turn right before the reply must be a `user` turn;
@@ -48,20 +51,25 @@ class Candidate(NamedTuple):
     date: int  # unix time of the reply's last message
 
 
+# A kept message's key in the store: its id, or (id, n) for the n-th repeat of an id seen before in the chat.
+Key = int | tuple[int, int]
+
+
 class _Stored(NamedTuple):
     """What a later reply chain needs of a kept message."""
 
+    id: int
     author: str
     text: str
     conversation: int
-    reply_to: int
+    reply_to: Key  # the key of the message it answers, 0 when none
     topic: int
 
 
 class _Turn:
     __slots__ = ("author", "date", "ids", "reply_to", "texts")
 
-    def __init__(self, message: Message, author: str, reply_to: int) -> None:
+    def __init__(self, message: Message, author: str, reply_to: Key) -> None:
         self.author = author
         self.texts = [message.text]
         self.ids = [message.id]
@@ -94,7 +102,8 @@ class DialogueBuilder:
         self.names: dict[str, set[str]] = {}  # author → display names seen
         self._interned: dict[str, str] = {}
         self._chat_id: int | str = 0
-        self._store: dict[int, _Stored] = {}
+        self._store: dict[Key, _Stored] = {}
+        self._newest: dict[int, Key] = {}  # a repeated id → the key of its latest message (repeats only)
         self._topics: set[int] = set()
         self._conversations: dict[int, _Conversation] = {}  # topic (0 outside forums) → current conversation
 
@@ -103,6 +112,7 @@ class DialogueBuilder:
         self.finish()
         self._chat_id = chat_id
         self._store = {}
+        self._newest = {}
         self._topics = set()
 
     def note_topic(self, topic_id: Any) -> None:
@@ -113,14 +123,15 @@ class DialogueBuilder:
     def break_conversation(self, reply_to: Any) -> None:
         """A skipped forward or via-bot message: the talk around it is cut in two."""
         topic = reply_to if reply_to in self._topics else 0
-        if type(reply_to) is int and topic == 0 and reply_to in self._store:
-            topic = self._store[reply_to].topic
+        if type(reply_to) is int and topic == 0:
+            stored = self._store.get(self._newest.get(reply_to, reply_to))
+            topic = 0 if stored is None else stored.topic
         conversation = self._conversations.pop(topic, None)
         if conversation is not None:
             self._end(conversation)
 
-    def add(self, message: Message) -> bool:
-        """Feed the next kept message of the current chat; False when its id was already seen."""
+    def add(self, message: Message) -> None:
+        """Feed the next kept message of the current chat."""
         # One stored copy of each author string: 1M messages must not hold 1M copies of "user123".
         author = self._interned.get(message.author)
         if author is None:
@@ -128,9 +139,10 @@ class DialogueBuilder:
             self.names[author] = set()
         if message.name:
             self.names[author].add(message.name)
-        if message.id in self._store:
-            self._stats.skipped["duplicate_message_id"] += 1
-            return False
+        key: Key = message.id
+        if key in self._store:
+            self._stats.quirks["duplicate_ids"] += 1
+            key = self._newest[message.id] = (message.id, len(self._store))  # unique: the store only grows
         reply_to, topic = self._resolve_reply(message) if message.reply_to else (0, 0)
 
         conversation = self._conversations.get(topic)
@@ -151,8 +163,7 @@ class DialogueBuilder:
         else:
             self._close(conversation)
             conversation.open = _Turn(message, author, reply_to)
-        self._store[message.id] = _Stored(author, message.text, conversation.group, reply_to, topic)
-        return True
+        self._store[key] = _Stored(message.id, author, message.text, conversation.group, reply_to, topic)
 
     def finish(self) -> None:
         """Close every open turn of the current chat."""
@@ -164,18 +175,19 @@ class DialogueBuilder:
         self._close(conversation)
         self._groups.touch(conversation.group, conversation.last_date)
 
-    def _resolve_reply(self, message: Message) -> tuple[int, int]:
-        """(reply target to follow or 0, topic) of a message that has a `reply_to`."""
+    def _resolve_reply(self, message: Message) -> tuple[Key, int]:
+        """(key of the reply's target or 0, topic) of a message that has a `reply_to`."""
         target = message.reply_to
         if target in self._topics:
             self._stats.quirks["topic_membership_reply"] += 1
             return 0, target
-        stored = self._store.get(target)
+        key = self._newest.get(target, target) if self._newest else target
+        stored = self._store.get(key)
         if stored is None:
             later = target >= message.id
             self._stats.quirks["reply_to_later_message" if later else "reply_to_missing_message"] += 1
             return 0, 0
-        return target, stored.topic
+        return key, stored.topic
 
     def _close(self, conversation: _Conversation) -> None:
         turn = conversation.open
@@ -201,19 +213,14 @@ class DialogueBuilder:
         self._sink(Candidate(context, text, turn.ids, turn.author, self._chat_id, thread, conversation.group,
                              turn.date))
 
-    def _reply_chain(self, target: int, group: int) -> tuple[list[tuple[str, str, list[int]]], int]:
+    def _reply_chain(self, target: Key, group: int) -> tuple[list[tuple[str, str, list[int]]], int]:
         """The messages a reply answers, oldest first, and the id of the oldest; joins their conversations."""
         chain: list[tuple[str, str, list[int]]] = []
-        seen: set[int] = set()
         while target and len(chain) < self._depth:
-            if target in seen:
-                self._stats.quirks["reply_cycle"] += 1
-                break
             stored = self._store.get(target)
             if stored is None:
                 break
-            seen.add(target)
-            chain.append((stored.author, stored.text, [target]))
+            chain.append((stored.author, stored.text, [stored.id]))
             if stored.conversation != group:
                 self._groups.union(stored.conversation, group)
             target = stored.reply_to

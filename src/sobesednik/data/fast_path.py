@@ -1,0 +1,221 @@
+"""The orjson fast path of `export`: every chat's `messages` array cut at message ends and parsed a chunk at a time.
+
+    for chat, raw in fast_messages(read, wanted="", chat_of=lambda meta: chat_info):
+        ...   # raises NotFast on anything it cannot vouch for; export.py then re-reads with ijson
+
+Layout-independent: indent 1 (Telegram Desktop), indent 4, one compact object per line and one minified line all
+go through the same code. Two parsers share the work:
+
+- everything outside the messages arrays (the chat's name and id, a full account's contacts and chat list) goes
+  to an ijson push parser as if each array were `[]`; it is a few KB, and it is what tells a real `"messages": [`
+  key of a chat object from the same bytes elsewhere, and what checks the file around the arrays;
+- inside an array, the bytes between two messages look the same all through a file (`},\\n  {\\n   "id"` in
+  Telegram's layout, `},{"id"` minified): learned from the first two messages, found with `bytes.rfind`, they
+  give a cut after the last message end of each ~1 MB chunk, and `orjson.loads("[" + chunk[:cut] + "]")` parses
+  the messages before it. A cut that lands inside a string or a nested object (a text that quotes JSON) leaves
+  unbalanced brackets and fails to parse, so the cut before it is tried; a parse that ends before the cut
+  ("unexpected content after document") found the array's closing `]`. What is given is thus exactly what ijson
+  gives, and anything else (a syntax error, a truncated file, an odd layout) raises `NotFast`.
+
+Known difference: an integer beyond 64 bits, which ijson refuses ("integer overflow"), orjson reads (as a float
+when it is beyond 2**64) instead of failing the file.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Generator, Iterator
+from typing import Any
+
+import ijson
+import orjson
+
+# A `messages` key opening an array, anywhere; the skeleton parser says whether it is a key of a chat object.
+_MESSAGES_KEY = re.compile(rb'"messages"\s*:\s*\[')
+# The first message's opening brace and first key, with the whitespace between them (nested objects differ in it).
+_FIRST_KEY = re.compile(rb'\s*\{(\s*)"([^"\\]{1,64})"')
+_HOLD = 64  # bytes kept back at a chunk's end, so that a read never splits a `"messages": [` unseen
+_TRIES = 4  # cuts tried per chunk before reading more: a wrong one needs a JSON-quoting text, so one is rare
+_MAX_PENDING = 64 << 20  # bytes without a cut that parses: not an export this path reads, leave it to ijson
+_ARRAY_END = "unexpected content after document"  # orjson's message when the array closed before the cut
+
+
+class NotFast(Exception):
+    """The fast path cannot vouch for what follows; ijson takes over."""
+
+
+Read = Callable[[], bytes]  # the next chunk of the (fixed-up) export, b"" at the end
+# Pairs of one array, then the buffer and the position just after the array's closing `]`.
+Position = Generator[tuple[Any, Any], None, tuple[bytes, int]]
+
+
+class _Skeleton:
+    """The export outside its messages arrays, parsed by ijson as if each array were empty."""
+
+    def __init__(self, wanted: str, chat_of: Callable[[dict[str, Any]], Any]) -> None:
+        self._events = ijson.sendable_list()
+        self._parser = ijson.parse_coro(self._events, use_float=True)
+        self._wanted = wanted
+        self._chat_of = chat_of
+        self._meta: dict[str, Any] = {}
+        self._meta_keys = {f"{wanted}.{key}" if wanted else key: key for key in ("name", "id", "type")}
+
+    def feed(self, data: bytes, *, at_key: bool = False) -> tuple[bool, Any]:
+        """Parse `data`; with `at_key` it ends where a `"messages": [` match has its `[`.
+
+        Returns (whether that match is a real `messages` key, the chat when it is one of `wanted`'s, else None).
+        """
+        try:
+            if data:  # an empty send means the end of the document to ijson
+                self._parser.send(data)
+        except ijson.JSONError:
+            raise NotFast from None
+        events = self._events
+        last = len(events) - 1
+        real, chat = False, None
+        for index, (prefix, event, value) in enumerate(events):
+            if event == "map_key" and value == "messages":
+                real = at_key and index == last
+                if prefix == self._wanted:
+                    if not real:
+                        raise NotFast  # a chat's messages that ijson would read and this path did not cut
+                    chat = self._chat_of(self._meta)
+            elif prefix in self._meta_keys:
+                self._meta[self._meta_keys[prefix]] = value
+            elif prefix == self._wanted and event == "start_map":
+                self._meta = {}
+        del events[:]
+        return real, chat
+
+    def close(self) -> None:
+        try:
+            self._parser.close()
+        except ijson.JSONError:
+            raise NotFast from None
+
+
+def fast_messages(read: Read, *, wanted: str, chat_of: Callable[[dict[str, Any]], Any],
+                  objects_only: bool = False) -> Iterator[tuple[Any, Any]]:
+    """`(chat, item)` for every item of the `messages` arrays of objects at ijson prefix `wanted`.
+
+    `chat_of` gets the `name`, `id` and `type` seen in that object before its messages and returns the chat
+    to pair them with; `objects_only` leaves out items that are not objects (as the account reader does).
+    """
+    skeleton = _Skeleton(wanted, chat_of)
+    # Positions into one buffer rather than slices of it: a full account has thousands of small chats per chunk.
+    data, at = b"", 0
+    while True:
+        match = _MESSAGES_KEY.search(data, at)
+        if match is None:
+            chunk = read()
+            if not chunk:
+                break
+            keep = max(at, len(data) - _HOLD)
+            skeleton.feed(data[at:keep])
+            data, at = data[keep:] + chunk, 0
+            continue
+        bracket = match.end() - 1
+        real, chat = skeleton.feed(data[at:bracket], at_key=True)
+        at = bracket
+        if real:  # other arrays (a full account's left chats) are cut too, and their items dropped
+            data, at = yield from _array(data, bracket + 1, read, chat, objects_only)
+            skeleton.feed(b"[]")
+    skeleton.feed(data[at:])
+    skeleton.close()
+
+
+def _separator(pending: bytes, start: int, limit: int) -> bytes:
+    """The bytes from one message's `}` to the next one's first key; b"" while `pending` shows no such pair."""
+    first = _FIRST_KEY.match(pending, start)
+    if first is None:
+        return b""
+    between = re.compile(rb"\}\s*,\s*\{" + re.escape(first[1]) + b'"' + re.escape(first[2]) + b'"')
+    for tries, match in enumerate(between.finditer(pending, start, limit)):
+        if tries == _TRIES:
+            break
+        try:
+            orjson.loads(b"[" + pending[start : match.start() + 1] + b"]")
+        except orjson.JSONDecodeError:
+            continue
+        return match[0]
+    return b""
+
+
+def _array(pending: bytes, start: int, read: Read, chat: Any, objects_only: bool) -> Position:
+    """Pairs of the array whose items start at `pending[start]`; returns the buffer and where its `]` ends."""
+    separator = b""
+    eof = False
+    ignore_limit = False
+    while True:
+        key = None if ignore_limit else _MESSAGES_KEY.search(pending, start)
+        # The array ends before the next chat's `messages`: no cut beyond it can be this array's.
+        limit = key.start() if key else len(pending)
+        separator = separator or _separator(pending, start, limit)
+        cut = _last_cut(pending, start, separator, limit) if separator else None
+        if cut is not None:
+            items, after, at = cut
+            yield from _pairs(items, chat, objects_only)
+            if after is not None:
+                return pending, after
+            start = at + separator.index(b",") + 1
+            ignore_limit = False
+            continue
+        if key or eof:  # the rest of the array is before `limit`, or it is the whole rest of the file
+            parsed = _parse(pending, start, limit, b"")
+            if parsed is not None:
+                items, after = parsed
+                yield from _pairs(items, chat, objects_only)
+                return pending, limit if after is None else after
+            if eof:
+                raise NotFast  # truncated or broken: ijson says which, and where
+            ignore_limit = True  # that `messages` was inside this array (a quoted text); look past it
+        if len(pending) - start > _MAX_PENDING:
+            raise NotFast
+        chunk = read()
+        eof = not chunk
+        pending, start = pending[start:] + chunk, 0
+
+
+def _last_cut(pending: bytes, start: int, separator: bytes, limit: int) -> tuple[list[Any], int | None, int] | None:
+    """(items, what `_parse` says follows, where the separator is) of the last cut before `limit` that parses.
+
+    None when none of the last `_TRIES` separators is a message end (each was in a string or a nested object).
+    """
+    at = pending.rfind(separator, start, limit)
+    for _ in range(_TRIES):
+        if at < 0:
+            return None
+        parsed = _parse(pending, start, at + 1, b"]")
+        if parsed is not None:
+            return parsed[0], parsed[1], at
+        at = pending.rfind(separator, start, at + len(separator) - 1)  # the one before
+    return None
+
+
+def _parse(pending: bytes, start: int, cut: int, close: bytes) -> tuple[list[Any], int | None] | None:
+    """Items of `[` + `pending[start:cut]` + `close` and None, or the items and the position after the array's `]`
+    when it closed before `cut`; None when `cut` is not after a message; `NotFast` on an error in the middle."""
+    document = b"[" + pending[start:cut] + close
+    try:
+        return orjson.loads(document), None
+    except orjson.JSONDecodeError as error:
+        failure = error
+    try:
+        text = document.decode()
+        if failure.msg.startswith(_ARRAY_END):
+            end = text.rindex("]", 0, failure.pos) + 1
+            # orjson counts characters; the buffer's position needs bytes (less the `[` put in front).
+            return orjson.loads(text[:end]), start + len(text[:end].encode()) - 1
+    except (UnicodeDecodeError, orjson.JSONDecodeError):
+        raise NotFast from None
+    if failure.pos < len(text) - 1:
+        raise NotFast  # broken before the cut, not a cut inside a message
+    return None
+
+
+def _pairs(items: list[Any], chat: Any, objects_only: bool) -> Iterator[tuple[Any, Any]]:
+    if chat is None:
+        return iter(())
+    if objects_only:
+        return ((chat, item) for item in items if type(item) is dict)
+    return ((chat, item) for item in items)
