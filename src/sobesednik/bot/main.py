@@ -28,6 +28,7 @@ from sobesednik.bot.handlers import commands, errors, messages
 from sobesednik.bot.history import HistoryStore, open_store
 from sobesednik.bot.middlewares import AccessMiddleware, RetryAfterMiddleware
 from sobesednik.bot.settings import BotSettings
+from sobesednik.bot.streaming import DraftGate
 from sobesednik.bot.throttle import Throttle, open_throttle
 from sobesednik.errors import ConfigError, ServiceError
 
@@ -57,7 +58,8 @@ def build_throttle(settings: BotSettings) -> Throttle:
 def build_dispatcher(settings: BotSettings, store: HistoryStore, client: ServiceClient,
                      throttle: Throttle) -> Dispatcher:
     """The Dispatcher with routers joined and dependencies that handlers receive by name."""
-    dispatcher = Dispatcher(settings=settings, store=store, client=client, throttle=throttle)
+    drafts = DraftGate(settings.stream_fallback_seconds)
+    dispatcher = Dispatcher(settings=settings, store=store, client=client, throttle=throttle, drafts=drafts)
     dispatcher.update.outer_middleware(AccessMiddleware(settings.allowed_ids))
     dispatcher.include_routers(commands.create_router(), messages.create_router(), errors.create_router())
     return dispatcher

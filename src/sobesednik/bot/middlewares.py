@@ -1,7 +1,8 @@
 """Cross-cutting bot behaviour: flood-control retries, and the allowlist with update logging.
 
 - `RetryAfterMiddleware` wraps every Bot API call (a *session* middleware): on 429 it sleeps the server's
-  `retry_after` and tries again, at most `retries` times.
+  `retry_after` and tries again, at most `retries` times; best-effort calls (drafts, intermediate edits of a
+  streamed reply, see `bot/streaming.py`) get the 429 at once.
 - `AccessMiddleware` is an outer *update* middleware: logs each update (ids only, never text) and drops those
   from users or chats outside the allowlist before any handler runs.
 
@@ -22,6 +23,8 @@ from aiogram.methods import Response, TelegramMethod
 from aiogram.methods.base import TelegramType
 from aiogram.types import TelegramObject, Update
 
+from sobesednik.bot.streaming import is_best_effort
+
 logger = logging.getLogger(__name__)
 
 
@@ -34,6 +37,8 @@ class RetryAfterMiddleware(BaseRequestMiddleware):
     async def __call__(
         self, make_request: NextRequestMiddlewareType[TelegramType], bot: Bot, method: TelegramMethod[TelegramType]
     ) -> Response[TelegramType]:
+        if is_best_effort():  # a draft or an intermediate edit: its caller skips ahead instead of waiting
+            return await make_request(bot, method)
         for attempt in range(self.retries + 1):
             try:
                 return await make_request(bot, method)

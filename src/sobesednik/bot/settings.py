@@ -9,7 +9,7 @@ error messages. Problems with them raise `ConfigError` directly, so the message 
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -52,6 +52,31 @@ class BotSettings(BaseSettings):
     max_inflight_per_chat: int = Field(1, ge=1)  # generations running at once in one chat
     allowed_ids: Annotated[list[int], NoDecode] = []  # user or chat ids, comma-separated; empty: everyone
     flood_retries: int = Field(3, ge=0)  # times one Bot API call is retried after a 429 `retry_after`
+
+    # --- streaming replies as they are generated ---
+    stream: Literal["auto", "off"] = Field(
+        "auto",
+        description="auto: private replies grow in a draft (sendMessageDraft) and group replies in an edited message "
+        "while the model writes; off: every reply is sent once, when it is complete",
+    )
+    stream_interval: float = Field(
+        0.4,
+        ge=0.2,
+        description="seconds between two drafts of one private reply; Telegram animates drafts, but more than a few "
+        "a second per chat draws flood control",
+    )
+    stream_group_interval: float = Field(
+        1.0,
+        ge=0.0,
+        description="seconds between two edits of a streamed group reply (Telegram allows about one edit a second "
+        "per chat); 0: no streaming in groups, the reply is sent once",
+    )
+    stream_fallback_seconds: float = Field(
+        600.0,
+        gt=0,
+        description="seconds a chat gets complete replies after its drafts failed (a peer that takes no drafts, or "
+        "a self-hosted Bot API server without sendMessageDraft) before drafts are tried again",
+    )
 
     # --- webhook mode (long polling when webhook_url is empty) ---
     webhook_url: str | None = None  # public https URL that Telegram calls, e.g. https://bot.example.org/telegram
