@@ -40,8 +40,9 @@ async def test_start_help_and_command_menu(fake_api, settings):
     async with running_bot(settings, fake_api):
         start = await say(fake_api, "/start", entities=[{"type": "bot_command", "offset": 0, "length": 6}])
         help_ = await say(fake_api, "/help", entities=[{"type": "bot_command", "offset": 0, "length": 5}])
-    assert start["text"] == texts.START.format(username=BOT_USERNAME)
-    assert help_["text"] == texts.HELP.format(username=BOT_USERNAME)
+    # Streaming is on by default, business mode off: only streaming is mentioned.
+    assert start["text"] == f"{texts.START.format(username=BOT_USERNAME)}\n\n{texts.STREAMING_NOTE}"
+    assert help_["text"] == f"{texts.HELP.format(username=BOT_USERNAME)}\n\n{texts.STREAMING_NOTE}"
     (menu,) = fake_api.sent("setMyCommands")
     assert [command["command"] for command in menu["commands"]] == ["start", "help", "reset"]
     assert fake_api.sent("deleteWebhook")

@@ -149,8 +149,10 @@ class FakeTelegramAPI:
         self._missing[method] = json_body
 
     def push_business_connection(
-        self, connection_id: str, owner: dict[str, Any], *, enabled: bool = True, can_reply: bool = True
+        self, connection_id: str, owner: dict[str, Any], *, enabled: bool = True, can_reply: bool = True,
+        announce: bool = True,
     ) -> dict[str, Any]:
+        """The owner connects the bot; `announce=False`: it was connected before, only getBusinessConnection knows."""
         connection = {
             "id": connection_id,
             "user": owner,
@@ -160,7 +162,8 @@ class FakeTelegramAPI:
             "rights": {"can_reply": can_reply},
         }
         self._connections[connection_id] = connection
-        self.push_update({"business_connection": connection})
+        if announce:
+            self.push_update({"business_connection": connection})
         return connection
 
     def push_business_message(

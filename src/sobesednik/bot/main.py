@@ -24,7 +24,8 @@ from aiohttp import web
 
 from sobesednik.bot import texts
 from sobesednik.bot.client import ServiceClient
-from sobesednik.bot.handlers import commands, errors, messages
+from sobesednik.bot.handlers import business, commands, errors, messages
+from sobesednik.bot.handlers.business import BusinessState
 from sobesednik.bot.history import HistoryStore, open_store
 from sobesednik.bot.middlewares import AccessMiddleware, RetryAfterMiddleware
 from sobesednik.bot.settings import BotSettings
@@ -59,9 +60,13 @@ def build_dispatcher(settings: BotSettings, store: HistoryStore, client: Service
                      throttle: Throttle) -> Dispatcher:
     """The Dispatcher with routers joined and dependencies that handlers receive by name."""
     drafts = DraftGate(settings.stream_fallback_seconds)
-    dispatcher = Dispatcher(settings=settings, store=store, client=client, throttle=throttle, drafts=drafts)
+    dispatcher = Dispatcher(settings=settings, store=store, client=client, throttle=throttle, drafts=drafts,
+                            business=BusinessState())
     dispatcher.update.outer_middleware(AccessMiddleware(settings.allowed_ids))
-    dispatcher.include_routers(commands.create_router(), messages.create_router(), errors.create_router())
+    dispatcher.include_routers(commands.create_router(), messages.create_router())
+    if settings.business != "off":  # only then does the bot ask Telegram for business updates
+        dispatcher.include_router(business.create_router())
+    dispatcher.include_router(errors.create_router())
     return dispatcher
 
 

@@ -78,6 +78,29 @@ class BotSettings(BaseSettings):
         "a self-hosted Bot API server without sendMessageDraft) before drafts are tried again",
     )
 
+    # --- answering as the owner (Telegram Business) ---
+    business: Literal["off", "suggest", "auto"] = Field(
+        "off",
+        description="off: ignore business connections; suggest: send the owner each proposed reply to a contact "
+        "with send/skip buttons; auto: answer the owner's contacts in the owner's name",
+    )
+    business_opt_out: Annotated[list[int], NoDecode] = Field(
+        [],
+        description="user ids of the owner's contacts the bot never answers nor remembers, comma-separated",
+    )
+    business_quiet_minutes: float = Field(
+        30.0,
+        ge=0,
+        description="minutes after the owner's own message in a chat during which the bot stays silent there, so "
+        "it does not talk over the owner",
+    )
+    business_delay: float = Field(
+        3.0,
+        ge=0,
+        description="seconds the bot shows 'typing…' before an automatic reply, plus 0.05 s per character of it "
+        "(capped at 3x), so it reads like a person typing",
+    )
+
     # --- webhook mode (long polling when webhook_url is empty) ---
     webhook_url: str | None = None  # public https URL that Telegram calls, e.g. https://bot.example.org/telegram
     webhook_secret: SecretStr | None = None  # required with webhook_url; checked on every incoming call
@@ -85,7 +108,7 @@ class BotSettings(BaseSettings):
     webhook_port: int = Field(8081, ge=1, le=65535)  # port of the webhook listener
     webhook_path: str = "/telegram/webhook"  # path of the listener (a reverse proxy maps webhook_url to it)
 
-    @field_validator("allowed_ids", mode="before")
+    @field_validator("allowed_ids", "business_opt_out", mode="before")
     @classmethod
     def _split_ids(cls, value: object) -> object:
         if isinstance(value, str):
