@@ -9,6 +9,7 @@ error messages. Problems with them raise `ConfigError` directly, so the message 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -107,6 +108,13 @@ class BotSettings(BaseSettings):
     webhook_host: str = "127.0.0.1"  # interface to listen on; 0.0.0.0 inside a container behind a proxy
     webhook_port: int = Field(8081, ge=1, le=65535)  # port of the webhook listener
     webhook_path: str = "/telegram/webhook"  # path of the listener (a reverse proxy maps webhook_url to it)
+
+    # --- health ---
+    heartbeat_file: Path | None = Field(
+        None,
+        description="file touched after every long poll of Telegram, read by `python -m sobesednik.bot.health` "
+        "(the container's healthcheck); none: not written. Webhook mode answers GET /healthz instead",
+    )
 
     @field_validator("allowed_ids", "business_opt_out", mode="before")
     @classmethod
