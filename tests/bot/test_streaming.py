@@ -18,7 +18,7 @@ from fakes.telegram_api import BOT_USERNAME, FakeTelegramAPI
 from sobesednik.bot import texts
 from sobesednik.bot.history import StoredMessage, open_store
 from sobesednik.bot.settings import BotSettings
-from sobesednik.bot.streaming import TELEGRAM_MESSAGE_LIMIT
+from sobesednik.bot.streaming import TELEGRAM_MESSAGE_LIMIT, DraftGate, cut_part
 
 from .conftest import running_bot
 
@@ -207,3 +207,25 @@ async def test_group_interval_zero_sends_once(fake_api, chat_service, scripted_s
     assert sent["text"] == chat_service.reply
     assert fake_api.sent("editMessageText") == []
     assert "stream" not in chat_service.requests[-1]
+
+
+def test_cut_part_cuts_at_a_space_and_keeps_short_text_whole():
+    assert cut_part("привет") == ("привет", "")
+    head, rest = cut_part("ab cd ef", limit=6)
+    assert (head, rest) == ("ab cd", "ef")
+    assert cut_part("я" * 10, limit=4) == ("яяяя", "яяяяяя")  # no space near the limit: a hard cut
+
+
+def test_draft_gate_switches_off_a_chat_or_for_a_missing_method_every_chat():
+    from aiogram.exceptions import TelegramBadRequest, TelegramNotFound
+    from aiogram.methods import SendMessageDraft
+
+    method = SendMessageDraft(chat_id=1, draft_id=1, text="x")
+    gate = DraftGate(cooldown=600)
+    gate.switch_off(1, TelegramBadRequest(method=method, message="Bad Request: TEXTDRAFT_PEER_INVALID"))
+    assert (gate.allowed(1), gate.allowed(2)) == (False, True)
+    gate.switch_off(2, TelegramNotFound(method=method, message="Not Found: method not found"))
+    assert (gate.allowed(2), gate.allowed(3)) == (False, False)
+    expired = DraftGate(cooldown=0)  # the cooldown is over at once: drafts are tried again
+    expired.switch_off(1, TelegramNotFound(method=method, message="Not Found"))
+    assert expired.allowed(1)
