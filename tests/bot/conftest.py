@@ -113,7 +113,7 @@ def scripted_settings(fake_api: FakeTelegramAPI, chat_service: FakeChatService, 
         service_deadline=2,
         storage=f"sqlite:///{tmp_path}/history.sqlite3",
         stream_interval=0.2,
-        stream_group_interval=0.5,
+        stream_group_interval=1.0,
     )
 
 

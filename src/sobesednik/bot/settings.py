@@ -137,6 +137,14 @@ class BotSettings(BaseSettings):
             raise ValueError("must be sqlite:///path/to/file.sqlite3 or redis://host:port/db")
         return value
 
+    @field_validator("stream_group_interval")
+    @classmethod
+    def _group_interval(cls, value: float) -> float:
+        if 0 < value < 1:
+            raise ValueError("must be 0 (no streaming in groups) or at least 1 second: Telegram allows about one "
+                             "edit a second per chat")
+        return value
+
     @field_validator("webhook_path")
     @classmethod
     def _absolute_path(cls, value: str) -> str:

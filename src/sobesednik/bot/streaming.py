@@ -40,6 +40,8 @@ from sobesednik.errors import ServiceError
 
 logger = logging.getLogger(__name__)
 TELEGRAM_MESSAGE_LIMIT = 4096  # characters per message, Bot API sendMessage (and sendMessageDraft)
+# Seconds a draft or an intermediate edit may take: a server that hangs on one must not hold the reply back.
+BEST_EFFORT_TIMEOUT = 5
 
 # Set around a best-effort call: the flood-control middleware then raises the 429 instead of sleeping on it.
 _BEST_EFFORT: ContextVar[bool] = ContextVar("sobesednik_best_effort", default=False)
@@ -159,7 +161,8 @@ class DraftSurface(PlainSurface):
             return
         try:
             with best_effort():
-                await self.bot(SendMessageDraft(chat_id=self.message.chat.id, draft_id=self._draft_id, text=text))
+                await self.bot(SendMessageDraft(chat_id=self.message.chat.id, draft_id=self._draft_id, text=text),
+                               request_timeout=BEST_EFFORT_TIMEOUT)
         except TelegramRetryAfter as error:
             self._paused_until = time.monotonic() + error.retry_after
         except TelegramNetworkError:
@@ -181,11 +184,11 @@ class EditSurface(PlainSurface):
         self._shown = ""
         self._paused_until = 0.0
 
-    async def _edit(self, text: str) -> None:
+    async def _edit(self, text: str, timeout: int | None = None) -> None:
         assert self._current is not None
         try:
             await self.bot.edit_message_text(text=text, chat_id=self._current.chat.id,
-                                             message_id=self._current.message_id)
+                                             message_id=self._current.message_id, request_timeout=timeout)
         except TelegramBadRequest as error:
             if not _not_modified(error):
                 raise
@@ -199,7 +202,7 @@ class EditSurface(PlainSurface):
             return
         try:
             with best_effort():
-                await self._edit(text)
+                await self._edit(text, BEST_EFFORT_TIMEOUT)
         except TelegramRetryAfter as error:
             self._paused_until = time.monotonic() + error.retry_after
         except TelegramNetworkError:
