@@ -45,8 +45,9 @@ bench: venv
 build:
 	$(COMPOSE) build
 
+# --wait: returns once the service and the bot report healthy (fails if one does not).
 run:
-	$(COMPOSE) up -d
+	$(COMPOSE) up -d --wait
 
 stop:
 	$(COMPOSE) down

@@ -22,8 +22,12 @@ RUN useradd --create-home --uid 10001 sobesednik && mkdir -p /data && chown sobe
 COPY --from=builder /opt/venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
-    SOBESEDNIK_BOT_STORAGE=sqlite:////data/history.sqlite3
+    SOBESEDNIK_BOT_STORAGE=sqlite:////data/history.sqlite3 \
+    SOBESEDNIK_BOT_HEARTBEAT_FILE=/tmp/sobesednik-bot.heartbeat
 USER sobesednik
 WORKDIR /home/sobesednik
 VOLUME ["/data"]
+# Local and cheap: a heartbeat touched after each long poll, or GET /healthz of the webhook listener.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["python", "-m", "sobesednik.bot.health"]
 ENTRYPOINT ["sobesednik", "bot"]

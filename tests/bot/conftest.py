@@ -1,4 +1,8 @@
-"""Fixtures of the bot tests: a bot token, the fake Bot API server, a real redis-server, settings pointing at them."""
+"""Fixtures of the bot tests: a bot token, the fake Bot API server, a real redis-server, settings pointing at them.
+
+`settings` talks to the real `sobesednik serve` (tiny model) through a recording proxy; `scripted_settings` to
+the scripted chat service (`fakes/openai_service.py`), for replies whose pace and failures a test chooses.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from fakes.openai_service import FakeChatService
 from fakes.telegram_api import FakeTelegramAPI
 from sobesednik.bot.main import run_bot
 from sobesednik.bot.settings import BotSettings
@@ -89,6 +94,26 @@ def settings(fake_api: FakeTelegramAPI, proxy: RecordingProxy, tmp_path: Path) -
         service_deadline=2,  # seconds: the service-down test waits this long before the apology
         storage=f"sqlite:///{tmp_path}/history.sqlite3",
         max_tokens=8,  # the tiny model talks nonsense anyway; short replies keep the tests fast
+    )
+
+
+@pytest.fixture
+async def chat_service() -> AsyncIterator[FakeChatService]:
+    async with FakeChatService() as service:
+        yield service
+
+
+@pytest.fixture
+def scripted_settings(fake_api: FakeTelegramAPI, chat_service: FakeChatService, tmp_path: Path) -> BotSettings:
+    """Settings of a bot that talks to the fake Bot API and the scripted chat service."""
+    return BotSettings(
+        token=TOKEN,
+        telegram_api=fake_api.base_url,
+        service_url=chat_service.url,
+        service_deadline=2,
+        storage=f"sqlite:///{tmp_path}/history.sqlite3",
+        stream_interval=0.2,
+        stream_group_interval=1.0,
     )
 
 

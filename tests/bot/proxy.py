@@ -1,7 +1,8 @@
 """A recording reverse proxy on 127.0.0.1 in front of the real service: what did the service receive?
 
-The bot points at the proxy; the proxy forwards every request to the upstream service unchanged and records
-the JSON bodies of chat completions. `down()` closes the listening socket (the bot then sees connection
+The bot points at the proxy; the proxy forwards every request to the upstream service unchanged, streaming the
+answer through as it comes (so SSE replies still arrive piece by piece), and records the JSON bodies of chat
+completions. `down()` closes the listening socket (the bot then sees connection
 refused, as with a stopped service) and `up()` reopens it on the same port.
 """
 
@@ -54,9 +55,18 @@ class RecordingProxy:
             self.requests.append(json.loads(body))
             self.headers.append(dict(request.headers))
         headers = {k: v for k, v in request.headers.items() if k.lower() in {"content-type", "authorization"}}
-        response = await self._http.request(request.method, request.path_qs, content=body, headers=headers)
-        return web.Response(
-            status=response.status_code,
-            body=response.content,
-            content_type=response.headers.get("content-type", "application/json").split(";")[0],
+        upstream = await self._http.send(
+            self._http.build_request(request.method, request.path_qs, content=body, headers=headers), stream=True
         )
+        try:
+            response = web.StreamResponse(
+                status=upstream.status_code,
+                headers={"Content-Type": upstream.headers.get("content-type", "application/json")},
+            )
+            await response.prepare(request)
+            async for chunk in upstream.aiter_raw():
+                await response.write(chunk)
+            await response.write_eof()
+            return response
+        finally:
+            await upstream.aclose()

@@ -66,3 +66,29 @@ def test_webhook_needs_https_and_a_secret():
 def test_storage_password_is_hidden_in_logs():
     settings = BotSettings(token=TOKEN, storage="redis://user:hunter2@redis:6379/0")
     assert settings.storage_for_logs() == "redis://user:***@redis:6379/0"
+
+
+def test_streaming_and_business_settings_from_env(monkeypatch):
+    monkeypatch.setenv("SOBESEDNIK_BOT_TOKEN", TOKEN)
+    monkeypatch.setenv("SOBESEDNIK_BOT_STREAM", "off")
+    monkeypatch.setenv("SOBESEDNIK_BOT_BUSINESS", "suggest")
+    monkeypatch.setenv("SOBESEDNIK_BOT_BUSINESS_OPT_OUT", "7, 8")
+    settings = BotSettings()
+    assert (settings.stream, settings.business, settings.business_opt_out) == ("off", "suggest", [7, 8])
+
+
+def test_streaming_is_on_and_business_mode_off_by_default():
+    settings = BotSettings(token=TOKEN)
+    assert (settings.stream, settings.business, settings.business_opt_out) == ("auto", "off", [])
+
+
+@pytest.mark.parametrize("interval", [0.3, 0.99])
+def test_group_stream_interval_is_zero_or_at_least_a_second(interval):
+    with pytest.raises(ValueError, match=r"must be 0 \(no streaming in groups\) or at least 1 second"):
+        BotSettings(token=TOKEN, stream_group_interval=interval)
+    assert BotSettings(token=TOKEN, stream_group_interval=0).stream_group_interval == 0
+
+
+def test_unknown_stream_mode_is_refused():
+    with pytest.raises(ValueError, match="stream"):
+        BotSettings(token=TOKEN, stream="fast")

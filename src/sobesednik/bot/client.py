@@ -122,20 +122,30 @@ class ServiceClient:
         payload.update({key: value for key, value in params.items() if value is not None})
         return payload
 
-    async def _request(self, method: str, path: str, *, json_body: dict[str, Any] | None = None) -> httpx.Response:
-        """Send with retries until the deadline; return a 2xx response or raise a typed error."""
+    async def _request(
+        self, method: str, path: str, *, json_body: dict[str, Any] | None = None, stream: bool = False
+    ) -> httpx.Response:
+        """Send with retries until the deadline; return a 2xx response or raise a typed error.
+
+        With `stream`, the 2xx response's body is left unread (the caller reads and closes it): a stream is
+        retried only until it opens, never once the reply has begun.
+        """
         started = time.monotonic()
         attempt = 0
         while True:
             attempt += 1
             wait: float | None = None
             try:
-                response = await self._http.request(method, path, json=json_body)
+                request = self._http.build_request(method, path, json=json_body)
+                response = await self._http.send(request, stream=stream)
             except (httpx.TransportError, httpx.TimeoutException) as error:
                 problem = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
             else:
                 if response.is_success:
                     return response
+                if stream:
+                    await response.aread()
+                    await response.aclose()
                 message, code = _error_message(response)
                 if response.status_code not in RETRY_STATUSES:
                     raise ServiceRejectedError(
@@ -184,41 +194,38 @@ class ServiceClient:
         return content or ""
 
     async def stream_chat(self, messages: Sequence[Mapping[str, str]], **params: Any) -> AsyncIterator[str]:
-        """Yield reply text pieces as they arrive (`stream: true`, server-sent events); no retries mid-stream."""
+        """Yield reply text pieces as they arrive (`stream: true`, server-sent events).
+
+        Opening the stream is retried like `chat` (until the deadline); a stream that breaks after it began
+        raises `ServiceUnavailableError` at once, since the reply so far cannot be resumed.
+        """
         payload = self._payload(messages, {**params, "stream": True})
+        response = await self._request("POST", "/v1/chat/completions", json_body=payload, stream=True)
         try:
-            async with self._http.stream("POST", "/v1/chat/completions", json=payload) as response:
-                if not response.is_success:
-                    await response.aread()
-                    message, code = _error_message(response)
+            async for line in response.aiter_lines():
+                if not line.startswith("data:"):
+                    continue
+                data = line[len("data:") :].strip()
+                if data == "[DONE]":
+                    return
+                event = json.loads(data)
+                if "error" in event:  # the service failed after the stream began: it sends one error event
+                    error = event["error"]
                     raise ServiceRejectedError(
-                        f"the service at {self.base_url} rejected a streamed chat with HTTP {response.status_code}: "
-                        f"{message}",
+                        f"the service at {self.base_url} failed during a streamed chat: {error.get('message')}",
                         status=response.status_code,
-                        code=code,
+                        code=error.get("code"),
                     )
-                async for line in response.aiter_lines():
-                    if not line.startswith("data:"):
-                        continue
-                    data = line[len("data:") :].strip()
-                    if data == "[DONE]":
-                        return
-                    event = json.loads(data)
-                    if "error" in event:  # the service failed after the stream began: it sends one error event
-                        error = event["error"]
-                        raise ServiceRejectedError(
-                            f"the service at {self.base_url} failed during a streamed chat: {error.get('message')}",
-                            status=response.status_code,
-                            code=error.get("code"),
-                        )
-                    delta = event["choices"][0].get("delta", {}).get("content")
-                    if delta:
-                        yield delta
+                delta = event["choices"][0].get("delta", {}).get("content")
+                if delta:
+                    yield delta
         except (httpx.TransportError, httpx.TimeoutException) as error:
             raise ServiceUnavailableError(
                 f"the service at {self.base_url} failed during a streamed chat ({type(error).__name__}). "
                 "Check that `sobesednik serve` is running and that the service URL setting points at it."
             ) from None
+        finally:
+            await response.aclose()
 
     async def models(self) -> list[str]:
         """The model ids from GET /v1/models."""

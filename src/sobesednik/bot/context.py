@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sobesednik.bot.history import HistoryStore, StoredMessage
+from sobesednik.bot.history import ChatKey, HistoryStore, StoredMessage
 
 
 def merge_turns(history: Sequence[StoredMessage]) -> list[dict[str, str]]:
@@ -44,7 +44,7 @@ def bound_turns(turns: list[dict[str, str]], *, max_turns: int, max_chars: int) 
     return kept
 
 
-async def reply_chain(store: HistoryStore, chat_id: int, message: StoredMessage, limit: int) -> list[StoredMessage]:
+async def reply_chain(store: HistoryStore, chat_id: ChatKey, message: StoredMessage, limit: int) -> list[StoredMessage]:
     """`message` and the stored messages it replies to, transitively, oldest first; at most `limit`."""
     chain = [message]
     seen = {message.message_id}
@@ -58,7 +58,7 @@ async def reply_chain(store: HistoryStore, chat_id: int, message: StoredMessage,
 
 
 async def build_context(
-    store: HistoryStore, chat_id: int, message: StoredMessage, *, max_turns: int, max_chars: int
+    store: HistoryStore, chat_id: ChatKey, message: StoredMessage, *, max_turns: int, max_chars: int
 ) -> list[dict[str, str]]:
     """The model's messages for a reply to `message` (already in the store or not)."""
     # Merged turns can hold several messages each; read enough raw messages to fill max_turns in most chats.

@@ -21,6 +21,10 @@ from typing import Literal, Protocol
 
 from sobesednik.errors import ConfigError
 
+# A chat's key: Telegram's chat id, or a string for chats the bot sees through a business connection (the
+# owner's chat with a contact has the contact's id, which is also the id of the bot's own chat with that contact).
+ChatKey = int | str
+
 
 @dataclass(frozen=True)
 class StoredMessage:
@@ -35,16 +39,16 @@ class StoredMessage:
 class HistoryStore(Protocol):
     """What the bot needs from a history store; `SqliteHistoryStore` and `RedisHistoryStore` implement it."""
 
-    async def add(self, chat_id: int, message: StoredMessage) -> None:
+    async def add(self, chat_id: ChatKey, message: StoredMessage) -> None:
         """Insert or replace (edited messages) one message, then trim the chat to the newest `max_messages`."""
 
-    async def get(self, chat_id: int, message_id: int) -> StoredMessage | None:
+    async def get(self, chat_id: ChatKey, message_id: int) -> StoredMessage | None:
         """One message by id, or None when it was never stored or was trimmed."""
 
-    async def recent(self, chat_id: int, limit: int) -> list[StoredMessage]:
+    async def recent(self, chat_id: ChatKey, limit: int) -> list[StoredMessage]:
         """The newest `limit` messages of the chat, oldest first."""
 
-    async def clear(self, chat_id: int) -> None:
+    async def clear(self, chat_id: ChatKey) -> None:
         """Forget the chat (`/reset`)."""
 
     async def close(self) -> None:
@@ -78,7 +82,7 @@ class SqliteHistoryStore:
         async with self._lock:
             return await asyncio.to_thread(lambda: self._db.execute(sql, params).fetchall())
 
-    async def add(self, chat_id: int, message: StoredMessage) -> None:
+    async def add(self, chat_id: ChatKey, message: StoredMessage) -> None:
         def write() -> None:
             with self._db:  # one transaction: insert and trim together
                 self._db.execute(
@@ -94,7 +98,7 @@ class SqliteHistoryStore:
         async with self._lock:
             await asyncio.to_thread(write)
 
-    async def get(self, chat_id: int, message_id: int) -> StoredMessage | None:
+    async def get(self, chat_id: ChatKey, message_id: int) -> StoredMessage | None:
         rows = await self._run(
             "SELECT message_id, role, text, reply_to FROM messages WHERE chat_id = ? AND message_id = ?",
             chat_id,
@@ -102,7 +106,7 @@ class SqliteHistoryStore:
         )
         return StoredMessage(*rows[0]) if rows else None
 
-    async def recent(self, chat_id: int, limit: int) -> list[StoredMessage]:
+    async def recent(self, chat_id: ChatKey, limit: int) -> list[StoredMessage]:
         rows = await self._run(
             "SELECT message_id, role, text, reply_to FROM messages WHERE chat_id = ?"
             " ORDER BY message_id DESC LIMIT ?",
@@ -111,7 +115,7 @@ class SqliteHistoryStore:
         )
         return [StoredMessage(*row) for row in reversed(rows)]
 
-    async def clear(self, chat_id: int) -> None:
+    async def clear(self, chat_id: ChatKey) -> None:
         await self._run("DELETE FROM messages WHERE chat_id = ?", chat_id)
 
     async def close(self) -> None:
@@ -129,10 +133,10 @@ class RedisHistoryStore:
         self.prefix = prefix
         self._redis = redis.asyncio.from_url(url, decode_responses=True)
 
-    def _keys(self, chat_id: int) -> tuple[str, str]:
+    def _keys(self, chat_id: ChatKey) -> tuple[str, str]:
         return f"{self.prefix}:{chat_id}:messages", f"{self.prefix}:{chat_id}:order"
 
-    async def add(self, chat_id: int, message: StoredMessage) -> None:
+    async def add(self, chat_id: ChatKey, message: StoredMessage) -> None:
         messages, order = self._keys(chat_id)
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hset(messages, str(message.message_id), json.dumps(asdict(message), ensure_ascii=False))
@@ -146,11 +150,11 @@ class RedisHistoryStore:
                 pipe.zrem(order, *stale)
                 await pipe.execute()
 
-    async def get(self, chat_id: int, message_id: int) -> StoredMessage | None:
+    async def get(self, chat_id: ChatKey, message_id: int) -> StoredMessage | None:
         raw = await self._redis.hget(self._keys(chat_id)[0], str(message_id))
         return StoredMessage(**json.loads(raw)) if raw else None
 
-    async def recent(self, chat_id: int, limit: int) -> list[StoredMessage]:
+    async def recent(self, chat_id: ChatKey, limit: int) -> list[StoredMessage]:
         messages, order = self._keys(chat_id)
         ids = await self._redis.zrange(order, -limit, -1)
         if not ids:
@@ -158,7 +162,7 @@ class RedisHistoryStore:
         raws = await self._redis.hmget(messages, ids)
         return [StoredMessage(**json.loads(raw)) for raw in raws if raw]
 
-    async def clear(self, chat_id: int) -> None:
+    async def clear(self, chat_id: ChatKey) -> None:
         await self._redis.delete(*self._keys(chat_id))
 
     async def close(self) -> None:

@@ -24,10 +24,13 @@ from aiohttp import web
 
 from sobesednik.bot import texts
 from sobesednik.bot.client import ServiceClient
-from sobesednik.bot.handlers import commands, errors, messages
+from sobesednik.bot.handlers import business, commands, errors, messages
+from sobesednik.bot.handlers.business import BusinessState
+from sobesednik.bot.health import HEALTH_PATH
 from sobesednik.bot.history import HistoryStore, open_store
-from sobesednik.bot.middlewares import AccessMiddleware, RetryAfterMiddleware
+from sobesednik.bot.middlewares import AccessMiddleware, HeartbeatMiddleware, RetryAfterMiddleware
 from sobesednik.bot.settings import BotSettings
+from sobesednik.bot.streaming import DraftGate
 from sobesednik.bot.throttle import Throttle, open_throttle
 from sobesednik.errors import ConfigError, ServiceError
 
@@ -38,6 +41,8 @@ def build_bot(settings: BotSettings) -> Bot:
     """aiogram's Bot on the configured Bot API server, with flood-control retries on every call."""
     session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api))
     session.middleware(RetryAfterMiddleware(settings.flood_retries))
+    if settings.heartbeat_file is not None:
+        session.middleware(HeartbeatMiddleware(settings.heartbeat_file))
     # A user may delete the message the bot is answering; the answer is still worth sending.
     return Bot(settings.token_value, session=session, default=DefaultBotProperties(allow_sending_without_reply=True))
 
@@ -57,9 +62,14 @@ def build_throttle(settings: BotSettings) -> Throttle:
 def build_dispatcher(settings: BotSettings, store: HistoryStore, client: ServiceClient,
                      throttle: Throttle) -> Dispatcher:
     """The Dispatcher with routers joined and dependencies that handlers receive by name."""
-    dispatcher = Dispatcher(settings=settings, store=store, client=client, throttle=throttle)
+    drafts = DraftGate(settings.stream_fallback_seconds)
+    dispatcher = Dispatcher(settings=settings, store=store, client=client, throttle=throttle, drafts=drafts,
+                            business=BusinessState())
     dispatcher.update.outer_middleware(AccessMiddleware(settings.allowed_ids))
-    dispatcher.include_routers(commands.create_router(), messages.create_router(), errors.create_router())
+    dispatcher.include_routers(commands.create_router(), messages.create_router())
+    if settings.business != "off":  # only then does the bot ask Telegram for business updates
+        dispatcher.include_router(business.create_router())
+    dispatcher.include_router(errors.create_router())
     return dispatcher
 
 
@@ -97,6 +107,10 @@ async def _serve_polling(bot: Bot, dispatcher: Dispatcher, stop: asyncio.Event) 
     await polling  # re-raises what ended polling early
 
 
+async def _healthz(request: web.Request) -> web.Response:
+    return web.Response(text="ok")
+
+
 async def _serve_webhook(bot: Bot, dispatcher: Dispatcher, settings: BotSettings, stop: asyncio.Event) -> None:
     assert settings.webhook_url is not None and settings.webhook_secret is not None  # checked by BotSettings
     app = web.Application()
@@ -104,6 +118,7 @@ async def _serve_webhook(bot: Bot, dispatcher: Dispatcher, settings: BotSettings
     SimpleRequestHandler(dispatcher, bot, secret_token=settings.webhook_secret.get_secret_value()).register(
         app, path=settings.webhook_path
     )
+    app.router.add_get(HEALTH_PATH, _healthz)  # the container's healthcheck (`bot/health.py`)
     runner = web.AppRunner(app)
     await runner.setup()
     try:

@@ -1,7 +1,9 @@
-"""Cross-cutting bot behaviour: flood-control retries, and the allowlist with update logging.
+"""Cross-cutting bot behaviour: flood-control retries, the polling heartbeat, and the allowlist with update logging.
 
 - `RetryAfterMiddleware` wraps every Bot API call (a *session* middleware): on 429 it sleeps the server's
-  `retry_after` and tries again, at most `retries` times.
+  `retry_after` and tries again, at most `retries` times; best-effort calls (drafts, intermediate edits of a
+  streamed reply, see `bot/streaming.py`) get the 429 at once.
+- `HeartbeatMiddleware` (session) touches the heartbeat file after each answered long poll (`bot/health.py`).
 - `AccessMiddleware` is an outer *update* middleware: logs each update (ids only, never text) and drops those
   from users or chats outside the allowlist before any handler runs.
 
@@ -13,14 +15,18 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 from aiogram import BaseMiddleware, Bot
 from aiogram.client.session.middlewares.base import BaseRequestMiddleware, NextRequestMiddlewareType
 from aiogram.exceptions import TelegramRetryAfter
-from aiogram.methods import Response, TelegramMethod
+from aiogram.methods import GetUpdates, Response, TelegramMethod
 from aiogram.methods.base import TelegramType
 from aiogram.types import TelegramObject, Update
+
+from sobesednik.bot.health import touch
+from sobesednik.bot.streaming import is_best_effort
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +40,8 @@ class RetryAfterMiddleware(BaseRequestMiddleware):
     async def __call__(
         self, make_request: NextRequestMiddlewareType[TelegramType], bot: Bot, method: TelegramMethod[TelegramType]
     ) -> Response[TelegramType]:
+        if is_best_effort():  # a draft or an intermediate edit: its caller skips ahead instead of waiting
+            return await make_request(bot, method)
         for attempt in range(self.retries + 1):
             try:
                 return await make_request(bot, method)
@@ -43,6 +51,21 @@ class RetryAfterMiddleware(BaseRequestMiddleware):
                 logger.warning("flood control on %s: retrying in %s s", type(method).__name__, error.retry_after)
                 await asyncio.sleep(error.retry_after)
         raise AssertionError("unreachable")  # the loop returns or raises
+
+
+class HeartbeatMiddleware(BaseRequestMiddleware):
+    """Touch the heartbeat file whenever a long poll (getUpdates) comes back: the healthcheck reads its age."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    async def __call__(
+        self, make_request: NextRequestMiddlewareType[TelegramType], bot: Bot, method: TelegramMethod[TelegramType]
+    ) -> Response[TelegramType]:
+        response = await make_request(bot, method)
+        if isinstance(method, GetUpdates):
+            touch(self.path)
+        return response
 
 
 def _ids(update: Update) -> tuple[int | None, int | None]:
@@ -66,6 +89,9 @@ class AccessMiddleware(BaseMiddleware):
         data: dict[str, Any],
     ) -> Any:
         assert isinstance(event, Update)  # registered on dp.update
+        if event.business_message or event.edited_business_message:
+            # From the owner's contacts: handlers/business.py checks the owner against the allowlist.
+            return await handler(event, data)
         user_id, chat_id = _ids(event)
         if self.allowed_ids and user_id not in self.allowed_ids and chat_id not in self.allowed_ids:
             logger.info("update %d from user %s in chat %s: not in the allowlist", event.update_id, user_id, chat_id)

@@ -9,7 +9,8 @@ error messages. Problems with them raise `ConfigError` directly, so the message 
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -53,6 +54,54 @@ class BotSettings(BaseSettings):
     allowed_ids: Annotated[list[int], NoDecode] = []  # user or chat ids, comma-separated; empty: everyone
     flood_retries: int = Field(3, ge=0)  # times one Bot API call is retried after a 429 `retry_after`
 
+    # --- streaming replies as they are generated ---
+    stream: Literal["auto", "off"] = Field(
+        "auto",
+        description="auto: private replies grow in a draft (sendMessageDraft) and group replies in an edited message "
+        "while the model writes; off: every reply is sent once, when it is complete",
+    )
+    stream_interval: float = Field(
+        0.4,
+        ge=0.2,
+        description="seconds between two drafts of one private reply; Telegram animates drafts, but more than a few "
+        "a second per chat draws flood control",
+    )
+    stream_group_interval: float = Field(
+        1.0,
+        ge=0.0,
+        description="seconds between two edits of a streamed group reply (Telegram allows about one edit a second "
+        "per chat); 0: no streaming in groups, the reply is sent once",
+    )
+    stream_fallback_seconds: float = Field(
+        600.0,
+        gt=0,
+        description="seconds a chat gets complete replies after its drafts failed (a peer that takes no drafts, or "
+        "a self-hosted Bot API server without sendMessageDraft) before drafts are tried again",
+    )
+
+    # --- answering as the owner (Telegram Business) ---
+    business: Literal["off", "suggest", "auto"] = Field(
+        "off",
+        description="off: ignore business connections; suggest: send the owner each proposed reply to a contact "
+        "with send/skip buttons; auto: answer the owner's contacts in the owner's name",
+    )
+    business_opt_out: Annotated[list[int], NoDecode] = Field(
+        [],
+        description="user ids of the owner's contacts the bot never answers nor remembers, comma-separated",
+    )
+    business_quiet_minutes: float = Field(
+        30.0,
+        ge=0,
+        description="minutes after the owner's own message in a chat during which the bot stays silent there, so "
+        "it does not talk over the owner",
+    )
+    business_delay: float = Field(
+        3.0,
+        ge=0,
+        description="seconds the bot shows 'typing…' before an automatic reply, plus 0.05 s per character of it "
+        "(capped at 3x), so it reads like a person typing",
+    )
+
     # --- webhook mode (long polling when webhook_url is empty) ---
     webhook_url: str | None = None  # public https URL that Telegram calls, e.g. https://bot.example.org/telegram
     webhook_secret: SecretStr | None = None  # required with webhook_url; checked on every incoming call
@@ -60,7 +109,14 @@ class BotSettings(BaseSettings):
     webhook_port: int = Field(8081, ge=1, le=65535)  # port of the webhook listener
     webhook_path: str = "/telegram/webhook"  # path of the listener (a reverse proxy maps webhook_url to it)
 
-    @field_validator("allowed_ids", mode="before")
+    # --- health ---
+    heartbeat_file: Path | None = Field(
+        None,
+        description="file touched after every long poll of Telegram, read by `python -m sobesednik.bot.health` "
+        "(the container's healthcheck); none: not written. Webhook mode answers GET /healthz instead",
+    )
+
+    @field_validator("allowed_ids", "business_opt_out", mode="before")
     @classmethod
     def _split_ids(cls, value: object) -> object:
         if isinstance(value, str):
@@ -79,6 +135,14 @@ class BotSettings(BaseSettings):
     def _storage_url(cls, value: str) -> str:
         if not value.startswith(_STORAGE_SCHEMES) or value in _STORAGE_SCHEMES[:1]:
             raise ValueError("must be sqlite:///path/to/file.sqlite3 or redis://host:port/db")
+        return value
+
+    @field_validator("stream_group_interval")
+    @classmethod
+    def _group_interval(cls, value: float) -> float:
+        if 0 < value < 1:
+            raise ValueError("must be 0 (no streaming in groups) or at least 1 second: Telegram allows about one "
+                             "edit a second per chat")
         return value
 
     @field_validator("webhook_path")

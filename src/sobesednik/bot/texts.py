@@ -21,6 +21,26 @@ HELP = (
     "/reset — забыть контекст этого чата."
 )
 
+# Added to /start and /help only when the feature is on.
+STREAMING_NOTE = "Я пишу ответ у вас на глазах: текст появляется по мере того, как модель его придумывает."
+
+BUSINESS_NOTE = (
+    "Меня можно подключить в настройках Telegram Business (раздел «Чат-боты»), и я буду отвечать вашим "
+    "собеседникам в личных чатах от вашего имени, в вашей манере. {mode} "
+    "Пока вы сами пишете в чате, я молчу."
+)
+BUSINESS_MODE_SUGGEST = "Каждый ответ я сначала присылаю вам сюда — отправить его или пропустить, решаете вы."
+BUSINESS_MODE_AUTO = "Отвечаю сам, с небольшой паузой, как живой человек."
+
+# Sent to the owner in the bot's own chat in `suggest` mode; the buttons below it send or drop the reply.
+BUSINESS_SUGGESTION = "{name} пишет:\n{incoming}\n\nПредлагаю ответить:\n{reply}"
+BUSINESS_SEND_BUTTON = "Отправить"
+BUSINESS_SKIP_BUTTON = "Пропустить"
+BUSINESS_SENT = "✓ Отправлено."
+BUSINESS_SKIPPED = "Пропущено."
+BUSINESS_EXPIRED = "Это предложение устарело."
+BUSINESS_SEND_FAILED = "Не получилось отправить: Telegram не разрешил боту ответить в этом чате."
+
 RESET_DONE = "Готово, я забыл наш разговор. Начнём сначала?"
 
 NON_TEXT = "Я понимаю только текстовые сообщения. Напишите словами, пожалуйста."

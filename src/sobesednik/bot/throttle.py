@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Protocol
 
-from sobesednik.bot.history import sqlite_path
+from sobesednik.bot.history import ChatKey, sqlite_path
 
 
 class ThrottledError(Exception):
@@ -32,7 +32,7 @@ class ThrottledError(Exception):
 
 
 class Throttle(Protocol):
-    def slot(self, user_id: int, chat_id: int) -> AsyncIterator[None]:
+    def slot(self, user_id: int, chat_id: ChatKey) -> AsyncIterator[None]:
         """An async context manager holding a generation slot; raises `ThrottledError` when there is none."""
 
     async def close(self) -> None:
@@ -47,10 +47,10 @@ class MemoryThrottle:
         self.seconds = seconds
         self.max_inflight = max_inflight
         self._sent: defaultdict[int, deque[float]] = defaultdict(deque)
-        self._inflight: defaultdict[int, int] = defaultdict(int)
+        self._inflight: defaultdict[ChatKey, int] = defaultdict(int)
 
     @asynccontextmanager
-    async def slot(self, user_id: int, chat_id: int) -> AsyncIterator[None]:
+    async def slot(self, user_id: int, chat_id: ChatKey) -> AsyncIterator[None]:
         now = time.monotonic()
         sent = self._sent[user_id]
         while sent and now - sent[0] >= self.seconds:
@@ -124,7 +124,7 @@ class RedisThrottle:
         self._release = self._redis.register_script(_RELEASE)
 
     @asynccontextmanager
-    async def slot(self, user_id: int, chat_id: int) -> AsyncIterator[None]:
+    async def slot(self, user_id: int, chat_id: ChatKey) -> AsyncIterator[None]:
         inflight = f"{self.prefix}:throttle:chat:{chat_id}:inflight"
         keys = [f"{self.prefix}:throttle:user:{user_id}:sent", inflight]
         args = [round(self.seconds * 1000), self.messages, self.max_inflight, round(self.inflight_ttl * 1000),

@@ -7,7 +7,8 @@ import datetime
 from aiogram.types import Chat, Message, MessageEntity, User
 
 from sobesednik.bot import texts
-from sobesednik.bot.handlers.messages import TELEGRAM_MESSAGE_LIMIT, is_addressed, split_text
+from sobesednik.bot.handlers.messages import is_addressed
+from sobesednik.bot.streaming import TELEGRAM_MESSAGE_LIMIT, split_text
 
 ME = User(id=1, is_bot=True, first_name="Бот", username="my_bot")
 ALICE = User(id=2, is_bot=False, first_name="Алиса")

@@ -1,5 +1,7 @@
 """Commands: /start (who the bot is), /help (how to talk to it), /reset (forget this chat's context).
 
+/start and /help mention streaming and business mode only when they are on.
+
 In groups aiogram's `Command` filter also accepts `/reset@this_bot` and ignores commands meant for other bots.
 """
 
@@ -13,16 +15,30 @@ from aiogram.types import Message
 
 from sobesednik.bot import texts
 from sobesednik.bot.history import HistoryStore
+from sobesednik.bot.settings import BotSettings
 
 logger = logging.getLogger(__name__)
-async def command_start_handler(message: Message, bot: Bot) -> None:
-    me = await bot.me()
-    await message.answer(texts.START.format(username=me.username))
 
 
-async def command_help_handler(message: Message, bot: Bot) -> None:
+def _features(settings: BotSettings) -> str:
+    """The paragraphs about streaming and business mode, each only when it is on."""
+    notes = []
+    if settings.stream != "off":
+        notes.append(texts.STREAMING_NOTE)
+    if settings.business != "off":
+        mode = texts.BUSINESS_MODE_SUGGEST if settings.business == "suggest" else texts.BUSINESS_MODE_AUTO
+        notes.append(texts.BUSINESS_NOTE.format(mode=mode))
+    return "".join(f"\n\n{note}" for note in notes)
+
+
+async def command_start_handler(message: Message, bot: Bot, settings: BotSettings) -> None:
     me = await bot.me()
-    await message.answer(texts.HELP.format(username=me.username))
+    await message.answer(texts.START.format(username=me.username) + _features(settings))
+
+
+async def command_help_handler(message: Message, bot: Bot, settings: BotSettings) -> None:
+    me = await bot.me()
+    await message.answer(texts.HELP.format(username=me.username) + _features(settings))
 
 
 async def command_reset_handler(message: Message, store: HistoryStore) -> None:

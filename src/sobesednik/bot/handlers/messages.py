@@ -2,6 +2,8 @@
 
 Every text message is stored (so unaddressed group chatter is context). Private chats get a reply to each;
 groups only when the bot is mentioned by @username, replied to, or by chance (`group_reply_probability`).
+Replies are streamed while the model writes them (`bot/streaming.py`): a growing draft in private chats, an
+edited message in groups; with `stream=off` (or `stream_group_interval=0` in groups) they are sent once, complete.
 Edited messages update the stored text and get no new reply. Non-text messages get a short note in private
 chats and are ignored in groups. Service errors propagate to the errors router (`handlers/errors.py`).
 """
@@ -21,22 +23,18 @@ from sobesednik.bot.client import ServiceClient
 from sobesednik.bot.context import build_context
 from sobesednik.bot.history import HistoryStore, StoredMessage
 from sobesednik.bot.settings import BotSettings
+from sobesednik.bot.streaming import (
+    DraftGate,
+    DraftSurface,
+    EditSurface,
+    PlainSurface,
+    Surface,
+    split_text,
+    stream_reply,
+)
 from sobesednik.bot.throttle import Throttle, ThrottledError
 
 logger = logging.getLogger(__name__)
-TELEGRAM_MESSAGE_LIMIT = 4096  # characters per message, Bot API sendMessage
-
-
-def split_text(text: str, limit: int = TELEGRAM_MESSAGE_LIMIT) -> list[str]:
-    """Pieces of at most `limit` characters, cut at the last newline or space before the limit when there is one."""
-    pieces = []
-    while len(text) > limit:
-        cut = max(text.rfind("\n", 0, limit + 1), text.rfind(" ", 0, limit + 1))
-        cut = cut if cut > limit // 2 else limit
-        pieces.append(text[:cut].rstrip())
-        text = text[cut:].lstrip()
-    pieces.append(text)
-    return [piece for piece in pieces if piece] or [texts.EMPTY_REPLY]
 
 
 def _mentions(message: Message, me: User) -> bool:
@@ -73,6 +71,18 @@ def _user_turn(message: Message, me: User) -> StoredMessage:
     )
 
 
+def _surface(message: Message, bot: Bot, store: HistoryStore, settings: BotSettings, drafts: DraftGate) -> Surface:
+    """Where this reply appears: streamed into drafts or edits, or (`live` False) sent once, complete."""
+    if settings.stream == "off":
+        return PlainSurface(message, store)
+    if message.chat.type == ChatType.PRIVATE:
+        drafted = DraftSurface(bot, message, store, drafts, interval=settings.stream_interval)
+        return drafted if drafted.live else PlainSurface(message, store)
+    if settings.stream_group_interval == 0:
+        return PlainSurface(message, store)
+    return EditSurface(bot, message, store, interval=settings.stream_group_interval)
+
+
 async def message_handler(
     message: Message,
     bot: Bot,
@@ -80,6 +90,7 @@ async def message_handler(
     client: ServiceClient,
     settings: BotSettings,
     throttle: Throttle,
+    drafts: DraftGate,
 ) -> None:
     me = await bot.me()
     chat_id = message.chat.id
@@ -94,20 +105,21 @@ async def message_handler(
             messages = await build_context(
                 store, chat_id, turn, max_turns=settings.context_turns, max_chars=settings.context_chars
             )
+            surface = _surface(message, bot, store, settings, drafts)
             async with ChatActionSender.typing(bot=bot, chat_id=chat_id):
-                reply = await client.chat(messages, max_tokens=settings.max_tokens)
+                if surface.live:
+                    parts = [await stream_reply(client.stream_chat(messages, max_tokens=settings.max_tokens), surface)]
+                else:
+                    parts = split_text((await client.chat(messages, max_tokens=settings.max_tokens)).strip())
     except ThrottledError as error:
         logger.info("chat %d, user %d: throttled (%s)", chat_id, user_id, error)
         if addressed:
             note = texts.RATE_LIMITED.format(seconds=round(error.seconds)) if error.seconds else texts.BUSY
             await message.reply(note)
         return
-    reply_to = message.message_id
-    for piece in split_text(reply.strip()):
-        # In groups a Telegram reply shows whom the bot answers; in private chats it would be noise.
-        sent = await (message.answer(piece) if message.chat.type == ChatType.PRIVATE else message.reply(piece))
-        await store.add(chat_id, StoredMessage(sent.message_id, "assistant", piece, reply_to=reply_to))
-        reply_to = sent.message_id
+    # Sent after the slot is free: the chat may take its next message the moment this reply shows up.
+    for part in parts:
+        await surface.finish(part)
 
 
 async def edited_message_handler(message: Message, bot: Bot, store: HistoryStore) -> None:
