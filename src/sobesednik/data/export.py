@@ -28,6 +28,7 @@ from typing import Any, NamedTuple
 import ijson
 from ijson.common import ObjectBuilder
 
+from sobesednik.data import json_events
 from sobesednik.data.fast_path import NotFast, fast_messages
 from sobesednik.data.privacy import ENTITY_PLACEHOLDERS, mask_text
 from sobesednik.errors import ExportFormatError
@@ -128,6 +129,9 @@ def _parse_error(path: Path, error: Exception, reader: _ExportReader) -> ExportF
     if isinstance(text, bytes | bytearray):
         text = text.decode("utf-8", "replace")
     first_line = text.strip().splitlines()[0] if text.strip() else type(error).__name__
+    if isinstance(error, json_events.TooDeepError):
+        return ExportFormatError(f"{path} nests arrays or objects deeper than {json_events.MAX_DEPTH} levels "
+                                 f"(near byte {reader.bytes_read}), and an export nests a few: {_HELP}")
     if "premature EOF" in text or "Incomplete" in text:
         return ExportFormatError(f"{path} is truncated (the JSON ends early, near byte {reader.bytes_read}); "
                                  f"the export or the copy was interrupted: {_HELP}")
@@ -141,7 +145,7 @@ def _detect_layout(path: Path) -> tuple[str, ChatInfo]:
     reader = _ExportReader(path)
     meta: dict[str, Any] = {}
     try:
-        for prefix, event, value in ijson.parse(reader, use_float=True):
+        for prefix, event, value in json_events.parse(reader, use_float=True):
             if prefix == "" and event in ("start_array", "string", "number", "boolean", "null"):
                 break  # the top level is not an object
             if prefix == "" and event == "map_key" and value in ("messages", "chats"):
@@ -169,7 +173,7 @@ def _account_messages(reader: _ExportReader) -> Iterator[tuple[ChatInfo, dict[st
     meta: dict[str, Any] = {}
     chat = ChatInfo(0, "", "")
     builder: ObjectBuilder | None = None
-    for prefix, event, value in ijson.parse(reader, use_float=True, buf_size=_CHUNK):
+    for prefix, event, value in json_events.parse(reader, use_float=True, buf_size=_CHUNK):
         if builder is not None:
             builder.event(event, value)
             if prefix == item_prefix and event == "end_map":
@@ -223,7 +227,8 @@ class ExportStream:
 
     def _ijson(self, reader: _ExportReader) -> Iterator[tuple[ChatInfo, Any]]:
         if self.layout == "chat":
-            items = ijson.items(reader, "messages.item", use_float=True, buf_size=_CHUNK)
+            events = json_events.parse(reader, use_float=True, buf_size=_CHUNK)
+            items = ijson.items(events, "messages.item")
             return ((self._chat, raw) for raw in items)
         return _account_messages(reader)
 

@@ -30,6 +30,8 @@ from typing import Any
 import ijson
 import orjson
 
+from sobesednik.data.json_events import Prefixer
+
 # A `messages` key opening an array, anywhere; the skeleton parser says whether it is a key of a chat object.
 _MESSAGES_KEY = re.compile(rb'"messages"\s*:\s*\[')
 # The first message's opening brace and first key, with the whitespace between them (nested objects differ in it).
@@ -54,7 +56,8 @@ class _Skeleton:
 
     def __init__(self, wanted: str, chat_of: Callable[[dict[str, Any]], Any]) -> None:
         self._events = ijson.sendable_list()
-        self._parser = ijson.parse_coro(self._events, use_float=True)
+        self._parser = ijson.basic_parse_coro(self._events, use_float=True)
+        self._prefixer = Prefixer()  # prefixes in linear memory, and a bound on nesting (json_events.py)
         self._wanted = wanted
         self._chat_of = chat_of
         self._meta: dict[str, Any] = {}
@@ -73,7 +76,7 @@ class _Skeleton:
         events = self._events
         last = len(events) - 1
         real, chat = False, None
-        for index, (prefix, event, value) in enumerate(events):
+        for index, (prefix, event, value) in enumerate(self._prefixer(*basic) for basic in events):
             if event == "map_key" and value == "messages":
                 real = at_key and index == last
                 if prefix == self._wanted:
