@@ -67,6 +67,9 @@ class TrainSettings(BaseSettings):
     resume: bool = False  # continue from the last checkpoint in --out
     load_in_4bit: bool = False  # QLoRA (bitsandbytes NF4); CUDA only
     seed: int = 42  # seeds weights of LoRA, shuffling and dropout: the same seed gives the same run
+    # valid contexts answered to measure persona fidelity before, at each evaluation and after training
+    # (fidelity.json, metrics.jsonl, loss.png); measured: 32 replies cost ~0.5 s on the tiny model; 0 = off
+    fidelity_samples: int = Field(32, ge=0)
 
     @model_validator(mode="after")
     def _check(self) -> TrainSettings:
