@@ -216,7 +216,9 @@ def train(settings: TrainSettings) -> TrainResult:
         eval_dataset=valid_set,
         data_collator=PadCollator(tokenizer.pad_token_id),
         callbacks=[_metrics_callback(metrics_path)]
-        + ([_fidelity_callback(metrics_path, replies, fidelity_count)] if fidelity_count else [])
+        # Without a reference there is no curve to draw: before/after still give the stop rate.
+        + ([_fidelity_callback(metrics_path, replies, fidelity_count)]
+           if fidelity_count and not isinstance(replies.reference, str) else [])
         + ([EarlyStoppingCallback(early_stopping_patience=settings.patience)] if settings.patience else []),
     )
     main = trainer.is_world_process_zero()
