@@ -205,7 +205,8 @@ def train(settings: TrainSettings) -> TrainResult:
     # Samples and fidelity share the first contexts: context i gets seed + i, so they are the same replies.
     answered = valid_dialogues[: max(settings.samples, settings.fidelity_samples)]
     fidelity_count = min(settings.fidelity_samples, len(answered))
-    replies = _Replies(tokenizer, answered, reference_or_reason(settings.data) if fidelity_count else "", settings.seed)
+    reference = reference_or_reason(settings.data) if fidelity_count else "fidelity is off (--fidelity-samples 0)"
+    replies = _Replies(tokenizer, answered, reference, settings.seed)
     metrics_path = settings.out / "metrics.jsonl"
 
     trainer = Trainer(
@@ -217,8 +218,7 @@ def train(settings: TrainSettings) -> TrainResult:
         data_collator=PadCollator(tokenizer.pad_token_id),
         callbacks=[_metrics_callback(metrics_path)]
         # Without a reference there is no curve to draw: before/after still give the stop rate.
-        + ([_fidelity_callback(metrics_path, replies, fidelity_count)]
-           if fidelity_count and not isinstance(replies.reference, str) else [])
+        + ([_fidelity_callback(metrics_path, replies, fidelity_count)] if not isinstance(reference, str) else [])
         + ([EarlyStoppingCallback(early_stopping_patience=settings.patience)] if settings.patience else []),
     )
     main = trainer.is_world_process_zero()
