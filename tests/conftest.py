@@ -122,6 +122,24 @@ def prepared_data_dir(tmp_path_factory: pytest.TempPathFactory, sample_export: P
 
 
 @pytest.fixture(scope="session")
+def speaker_data_dir(tmp_path_factory: pytest.TempPathFactory, sample_export: Path, prepared_data_dir: Path) -> Path:
+    """`prepare --speaker` on the sample's most talkative author: one target, so fidelity can be measured."""
+    from collections import Counter
+
+    from sobesednik.data.prepare import SPEAKERS_FILE, prepare
+    from sobesednik.data.settings import PrepareSettings
+
+    lines = (prepared_data_dir / SPEAKERS_FILE).read_text(encoding="utf-8").splitlines()
+    [(speaker, _)] = Counter(json.loads(line)["speaker"] for line in lines).most_common(1)
+    with pytest.MonkeyPatch.context() as patch:
+        for name in [name for name in os.environ if name.startswith("SOBESEDNIK_")]:
+            patch.delenv(name)
+        settings = PrepareSettings(exports=[sample_export], out=tmp_path_factory.mktemp("speaker"), speaker=[speaker],
+                                   progress=False, _env_file=None)
+    return prepare(settings).out
+
+
+@pytest.fixture(scope="session")
 def tiny_base_dir(tmp_path_factory: pytest.TempPathFactory, prepared_data_dir: Path) -> Path:
     """`sobesednik tiny-model` on the prepared sample: a tiny GPT-2 pretrained briefly on the dialogues' text."""
     from sobesednik.modeling.pretrain import build_tiny_base
@@ -139,6 +157,18 @@ def trained_run_dir(tmp_path_factory: pytest.TempPathFactory, prepared_data_dir:
 
     out = tmp_path_factory.mktemp("run") / "run"
     settings = TrainSettings(data=prepared_data_dir, base=str(tiny_base_dir), out=out, max_steps=40, eval_steps=20,
+                             batch_size=8, learning_rate=3e-3, samples=3, logging_steps=5)
+    return train(settings).run_dir
+
+
+@pytest.fixture(scope="session")
+def speaker_run_dir(tmp_path_factory: pytest.TempPathFactory, speaker_data_dir: Path, tiny_base_dir: Path) -> Path:
+    """A short LoRA run on `speaker_data_dir`: fidelity.json, samples.jsonl and the fidelity curve are measured."""
+    from sobesednik.training.settings import TrainSettings
+    from sobesednik.training.train import train
+
+    out = tmp_path_factory.mktemp("speaker-run") / "run"
+    settings = TrainSettings(data=speaker_data_dir, base=str(tiny_base_dir), out=out, max_steps=10, eval_steps=5,
                              batch_size=8, learning_rate=3e-3, samples=3, logging_steps=5)
     return train(settings).run_dir
 

@@ -196,6 +196,8 @@ def train_command(
     resume: bool | None = typer.Option(None, "--resume/--no-resume", help="Continue from the last checkpoint."),
     load_in_4bit: bool | None = typer.Option(None, "--load-in-4bit/--no-load-in-4bit", help="QLoRA; CUDA only."),
     seed: int | None = typer.Option(None, help="Random seed."),
+    fidelity_samples: int | None = typer.Option(
+        None, help="Valid contexts answered to measure persona fidelity before, during and after training (0 = off)."),
 ) -> None:
     """LoRA-fine-tune a base model on a prepared dataset (accelerate launch / torchrun for several processes)."""
     flags = dict(locals())
@@ -219,7 +221,7 @@ def evaluate_command(
     compare_base: bool | None = typer.Option(None, "--compare-base/--no-compare-base", help="Show the base beside."),
     max_length: int | None = typer.Option(None, help="Tokens per sample, as in training."),
     batch_size: int | None = typer.Option(None, help="Samples per forward pass."),
-    samples: int | None = typer.Option(None, help="Contexts to sample replies for (style statistics)."),
+    samples: int | None = typer.Option(None, help="Contexts to sample replies for (style statistics, fidelity)."),
     max_new_tokens: int | None = typer.Option(None, help="Reply length limit in tokens."),
     out: Annotated[Path | None, typer.Option(help="Also write the report as JSON here.")] = None,
     seed: int | None = typer.Option(None, help="Sampling seed."),

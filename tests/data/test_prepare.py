@@ -106,6 +106,22 @@ def test_speaker_restricts_targets_by_id_or_name(make_export: Callable[..., Path
         run_prepare(path, tmp_path / "none", speaker=["Никто"])
 
 
+def test_speakers_file_holds_every_authors_train_replies_and_no_heldout_text(make_export: Callable[..., Path],
+                                                                              tmp_path: Path):
+    # Eight conversations (two hours of silence between them) of three authors, usera the only target.
+    messages = [msg(i, f"user{'abc'[i % 3]}", f"сообщение номер {i}", minute=i + 120 * (i // 9)) for i in range(72)]
+    run_prepare(make_export(messages), tmp_path / "data", speaker=["usera"], valid=0.25, test=0.25)
+    speakers = _read(tmp_path / "data" / "speakers.jsonl")
+    assert {row["speaker"] for row in speakers} == {"usera", "userb", "userc"}
+    train_replies = {row["messages"][-1]["content"] for row in _read(tmp_path / "data" / "train.jsonl")}
+    assert train_replies <= {row["text"] for row in speakers if row["speaker"] == "usera"}
+    held_out = {message["content"] for split in ("valid", "test")
+                for row in _read(tmp_path / "data" / f"{split}.jsonl") for message in row["messages"]}
+    assert held_out and not held_out & {row["text"] for row in speakers}
+    manifest = json.loads((tmp_path / "data" / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["targets"] == ["usera"]
+
+
 def test_mask_pii_reaches_the_dataset(make_export: Callable[..., Path], tmp_path: Path):
     path = make_export([msg(1, "user1", "дай телефон"), msg(2, "user2", "звони +7 912 345-67-89 или пиши a@b.ru")])
     run_prepare(path, tmp_path / "masked", mask_pii=True)

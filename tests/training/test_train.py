@@ -26,6 +26,7 @@ def test_run_dir_holds_adapter_metrics_plot_samples_and_config(trained_run_dir: 
     assert [record["step"] for record in records if "eval_loss" in record] == [20, 40]
     assert (trained_run_dir / "loss.png").read_bytes().startswith(b"\x89PNG")
     assert (trained_run_dir / "samples.md").read_text(encoding="utf-8").count("\n| ") == 4  # header + 3 rows
+    assert len((trained_run_dir / "samples.jsonl").read_text(encoding="utf-8").splitlines()) == 3
     config = yaml.safe_load((trained_run_dir / "config.yaml").read_text(encoding="utf-8"))
     assert config["max_steps"] == 40
     assert config["precision_used"] in {"bf16", "fp32"}
@@ -73,7 +74,7 @@ def test_lora_weights_trained_and_base_weights_untouched(trained_run_dir: Path, 
 @pytest.mark.slow
 def test_resume_continues_from_the_last_checkpoint(tmp_path: Path, prepared_data_dir: Path, tiny_base_dir: Path):
     settings = TrainSettings(data=prepared_data_dir, base=str(tiny_base_dir), out=tmp_path / "run", max_steps=4,
-                             eval_steps=2, batch_size=4, samples=0, logging_steps=1, patience=0)
+                             eval_steps=2, batch_size=4, samples=0, logging_steps=1, patience=0, fidelity_samples=0)
     assert train(settings).steps == 4
     resumed = train(settings.model_copy(update={"max_steps": 6, "resume": True}))
     assert resumed.steps == 6
@@ -117,7 +118,7 @@ def test_generic_base_without_packing_trains_adds_tokens_and_exports(tmp_path: P
     texts = [m["content"] for dialogue in read_jsonl(prepared_data_dir / "train.jsonl") for m in dialogue]
     base = build_tiny_model(texts, tmp_path / "generic", TinyModelConfig(with_role_tokens=False))
     settings = TrainSettings(data=prepared_data_dir, base=str(base), out=tmp_path / "run", max_steps=3,
-                             batch_size=4, packing=False, samples=0, learning_rate=1e-2)
+                             batch_size=4, packing=False, samples=0, learning_rate=1e-2, fidelity_samples=0)
     train(settings)
     config = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text(encoding="utf-8"))
     assert len(config["added_tokens"]) == 2
@@ -133,3 +134,38 @@ def test_generic_base_without_packing_trains_adds_tokens_and_exports(tmp_path: P
     saved = load_file(tmp_path / "run" / "adapter" / "adapter_model.safetensors")
     rows = [tensor for name, tensor in saved.items() if "trainable_tokens" in name]
     assert rows and rows[0].shape[0] == 2  # the two role tokens' rows travel with the adapter
+
+
+def test_run_writes_fidelity_before_and_after_and_its_curve(speaker_run_dir: Path, speaker_data_dir: Path):
+    report = json.loads((speaker_run_dir / "fidelity.json").read_text(encoding="utf-8"))
+    manifest = json.loads((speaker_data_dir / "manifest.json").read_text(encoding="utf-8"))
+    assert report["target"] == manifest["targets"][0] and report["definition"].startswith("fidelity = share")
+    answered = min(TrainSettings().fidelity_samples, len(read_jsonl(speaker_data_dir / "valid.jsonl")))
+    for stage in ("before", "after"):
+        figures = report[stage]
+        assert 0 <= figures["fidelity"] <= 1 and figures["fidelity"] == figures["target_share"]
+        assert 0 <= figures["stop_rate"] <= 1 and figures["replies"] == answered
+    records = [json.loads(line) for line in (speaker_run_dir / "metrics.jsonl").read_text().splitlines()]
+    curve = [(record["stage"], record["step"]) for record in records if "stage" in record]
+    assert curve == [("before", 0), ("train", 5), ("train", 10), ("after", 10)]
+    assert records[-1]["fidelity"] == report["after"]["fidelity"]
+
+
+def test_samples_jsonl_holds_whole_contexts_and_cleaned_replies(speaker_run_dir: Path, speaker_data_dir: Path):
+    from sobesednik.dialogue import ASSISTANT_TOKEN, USER_TOKEN
+
+    rows = [json.loads(line) for line in (speaker_run_dir / "samples.jsonl").read_text(encoding="utf-8").splitlines()]
+    valid = read_jsonl(speaker_data_dir / "valid.jsonl")[:3]
+    assert [row["context"] for row in rows] == [dialogue[:-1] for dialogue in valid]
+    assert [row["real"] for row in rows] == [dialogue[-1]["content"] for dialogue in valid]
+    for row in rows:
+        for reply in (row["before"], row["after"]):
+            assert reply == reply.strip() and USER_TOKEN not in reply and ASSISTANT_TOKEN not in reply
+    table = (speaker_run_dir / "samples.md").read_text(encoding="utf-8")
+    assert all(row["after"].replace("|", "\\|").replace("\n", " ") in table for row in rows)
+
+
+def test_run_on_a_dataset_without_one_target_still_says_why_fidelity_is_missing(trained_run_dir: Path):
+    report = json.loads((trained_run_dir / "fidelity.json").read_text(encoding="utf-8"))
+    assert report["target"] is None and "prepare with --speaker NAME" in report["unavailable"]
+    assert report["after"]["fidelity"] is None and 0 <= report["after"]["stop_rate"] <= 1

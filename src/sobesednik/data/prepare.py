@@ -6,7 +6,8 @@
 One pass over each export (a stream: memory grows with the kept text, not with the file) feeds the
 `DialogueBuilder`; each candidate is cleaned, deduplicated and spooled as a JSON line with its conversation
 group. When everything is read the groups are split (they are only complete then: a late reply can join two
-conversations) and the spool is routed into the three files. This module is the only writer of the dataset.
+conversations) and the spool is routed into the three files (and every author's train replies into
+`speakers.jsonl`). This module is the only writer of the dataset.
 """
 
 from __future__ import annotations
@@ -42,6 +43,9 @@ _PARALLEL_MIN_BYTES = 8 << 20  # below this, starting the reader process costs m
 _PARALLEL_MIN_FREE_CORES = 1.5
 _SPOOL = ".prepare-spool.jsonl"
 _BUFFER = 1 << 20  # bytes; the default 8 KB buffer costs a system call every ~20 samples
+# Every author's train-split replies, `{"speaker": author id, "text": reply}` per line: what the persona-fidelity
+# authorship model (training/fidelity.py) is fitted on, with no valid/test text in it.
+SPEAKERS_FILE = "speakers.jsonl"
 
 
 @dataclass(frozen=True)
@@ -205,9 +209,15 @@ def _write_splits(settings: PrepareSettings, spool: _Spool, groups: Groups, spea
                              seed=settings.seed)
     author_of = {index: author for author, index in spool.author_index.items()}
     files = {split: (settings.out / f"{split}.jsonl").open("wb", buffering=_BUFFER) for split in SPLITS}
+    speaker_file = (settings.out / SPEAKERS_FILE).open("wb", buffering=_BUFFER)
     try:
         with spool.path.open("rb", buffering=_BUFFER) as lines:
             for index, line in enumerate(lines):
+                # A conversation without a target sample is in no split, so its text cannot leak into valid/test.
+                if split_of.get(roots[index], "train") == "train":
+                    reply = orjson.loads(line)["messages"][-1]["content"]
+                    speaker_file.write(orjson.dumps({"speaker": author_of[spool.authors[index]], "text": reply},
+                                                    option=orjson.OPT_APPEND_NEWLINE))
                 if not keep[index]:
                     stats.dropped["not_speaker"] += 1
                     continue
@@ -216,11 +226,11 @@ def _write_splits(settings: PrepareSettings, spool: _Spool, groups: Groups, spea
                 stats.count_sample(split, reply_length=spool.reply_lengths[index], context_turns=spool.depths[index])
                 stats.target_authors.add(author_of[spool.authors[index]])
     finally:
-        for file in files.values():
+        for file in (*files.values(), speaker_file):
             file.close()
 
 
-def _write_manifest(settings: PrepareSettings, streams: list[ExportStream], data: dict) -> None:
+def _write_manifest(settings: PrepareSettings, streams: list[ExportStream], data: dict, targets: list[str]) -> None:
     manifest = {
         "sobesednik_version": __version__,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -228,6 +238,8 @@ def _write_manifest(settings: PrepareSettings, streams: list[ExportStream], data
                    for stream in streams],
         "options": settings.model_dump(mode="json"),
         "samples": data["splits"],
+        # Author ids whose replies are the samples' targets; one id when `--speaker` picked one person.
+        "targets": targets,
         "command": "sobesednik prepare " + " ".join(str(stream.path) for stream in streams)
         + f" --out {settings.out}",
     }
@@ -268,6 +280,6 @@ def prepare(settings: PrepareSettings) -> PrepareResult:
                            f"(dropped: {dict(stats.dropped.most_common(4))}); see docs/data.md for the flags "
                            f"that keep more (--gap-minutes, --min-chars, --speaker)")
     data = write_stats(stats, settings.out, show_names=settings.show_names)
-    _write_manifest(settings, streams, data)
+    _write_manifest(settings, streams, data, sorted(stats.target_authors))
     return PrepareResult(settings.out, data)
 

@@ -1,8 +1,8 @@
 """What `train` and `evaluate` measure: reply loss, sampled replies, and the style of a set of replies.
 
 The loss is averaged over reply tokens (the labelled ones), not over batches, so perplexity means the same
-thing for any batch size. Replies are sampled with the model's generation config (the base model card's
-recommended settings) and cut at the closing `@@ПЕРВЫЙ@@`.
+thing for any batch size. Replies are sampled by the service's `Generator` with the model's generation config
+(the base model card's recommended settings), so a reported reply is what `serve` would answer.
 """
 
 from __future__ import annotations
@@ -11,14 +11,17 @@ import math
 import re
 import statistics
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sobesednik.dialogue import Message, render
+from sobesednik.dialogue import Message
 from sobesednik.training.collate import PadCollator
 from sobesednik.training.dataset import IGNORE_INDEX, ConversationDataset
 
-_EMOJI = re.compile("[\U0001f300-\U0001faff\u2600-\u27bf\U0001f1e6-\U0001f1ff]")
-_PUNCTUATION = re.compile(r"[.,!?;:…()\"«»-]")
+if TYPE_CHECKING:
+    from sobesednik.inference.generator import Completion, Generator
+
+EMOJI = re.compile("[\U0001f300-\U0001faff\u2600-\u27bf\U0001f1e6-\U0001f1ff]")
+PUNCTUATION = re.compile(r"[.,!?;:…()\"«»-]")
 
 
 def reply_loss(model: Any, dataset: ConversationDataset, pad_token_id: int, batch_size: int = 8) -> dict[str, float]:
@@ -44,23 +47,25 @@ def reply_loss(model: Any, dataset: ConversationDataset, pad_token_id: int, batc
     return {"loss": loss, "perplexity": math.exp(min(loss, 50.0)), "tokens": count}
 
 
-def generate_replies(
-    model: Any, tokenizer: Any, contexts: Sequence[Sequence[Message]], max_new_tokens: int, seed: int
-) -> list[str]:
-    """One sampled reply per context, in the dialogue format, stopped at the closing token."""
-    import torch
+def sample_replies(generator: Generator, contexts: Sequence[Sequence[Message]], *, seed: int,
+                   max_new_tokens: int | None = None, batch_size: int = 16) -> list[Completion]:
+    """One reply per context from the service's own decoder: its prompt fitting, sampling, stopping and cleaning.
 
-    torch.manual_seed(seed)
-    model.eval()
-    replies = []
-    for context in contexts:
-        prompt = render(context, add_generation_prompt=True)
-        inputs = tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(model.device)
-        with torch.no_grad():
-            output = model.generate(**inputs, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
-                                    eos_token_id=tokenizer.eos_token_id)
-        replies.append(tokenizer.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True).strip())
-    return replies
+    Context i is sampled with seed `seed + i`, so a reply does not depend on the batch it was decoded in and
+    the model before and after training answers each context with the same random stream.
+    """
+    from sobesednik.inference.generator import Request
+
+    params = generator.defaults.with_overrides(max_new_tokens=max_new_tokens)
+    requests = [Request(generator.chat_prompt(context, params.max_new_tokens), params.with_overrides(seed=seed + i))
+                for i, context in enumerate(contexts)]
+    training = generator.model.training
+    generator.model.eval()  # no LoRA dropout while sampling, also in the middle of training
+    try:
+        return [completion for start in range(0, len(requests), batch_size)
+                for completion in generator.generate(requests[start:start + batch_size])]
+    finally:
+        generator.model.train(training)
 
 
 def _distinct(replies: Sequence[str], n: int) -> float:
@@ -81,7 +86,7 @@ def style_stats(replies: Sequence[str]) -> dict[str, float]:
         "empty_rate": sum(not reply.strip() for reply in replies) / max(len(replies), 1),
         "distinct_1": _distinct(replies, 1),
         "distinct_2": _distinct(replies, 2),
-        "emoji_per_reply": sum(len(_EMOJI.findall(reply)) for reply in replies) / max(len(replies), 1),
-        "punctuation_per_100_chars": 100 * sum(len(_PUNCTUATION.findall(reply)) for reply in replies) / chars,
+        "emoji_per_reply": sum(len(EMOJI.findall(reply)) for reply in replies) / max(len(replies), 1),
+        "punctuation_per_100_chars": 100 * sum(len(PUNCTUATION.findall(reply)) for reply in replies) / chars,
         "lowercase_start_rate": sum(r.lstrip()[0].islower() for r in letters if r.lstrip()) / max(len(letters), 1),
     }

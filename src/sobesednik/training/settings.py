@@ -67,6 +67,9 @@ class TrainSettings(BaseSettings):
     resume: bool = False  # continue from the last checkpoint in --out
     load_in_4bit: bool = False  # QLoRA (bitsandbytes NF4); CUDA only
     seed: int = 42  # seeds weights of LoRA, shuffling and dropout: the same seed gives the same run
+    # valid contexts answered to measure persona fidelity before, at each evaluation and after training
+    # (fidelity.json, metrics.jsonl, loss.png; docs/fidelity.md); measured: 32 tiny-model replies take 0.6 s; 0 = off
+    fidelity_samples: int = Field(32, ge=0)
 
     @model_validator(mode="after")
     def _check(self) -> TrainSettings:
@@ -76,7 +79,7 @@ class TrainSettings(BaseSettings):
 
 
 class EvaluateSettings(BaseSettings):
-    """`sobesednik evaluate`: reply loss/perplexity and style statistics of sampled replies."""
+    """`sobesednik evaluate`: reply loss/perplexity, style statistics and persona fidelity of sampled replies."""
 
     model_config = _config("EVAL")
 
@@ -86,7 +89,7 @@ class EvaluateSettings(BaseSettings):
     compare_base: bool = False  # also evaluate the base model and show it beside
     max_length: int = Field(256, ge=8)  # tokens, as in training
     batch_size: int = Field(8, ge=1)  # samples per forward pass
-    samples: int = Field(50, ge=0)  # contexts to generate replies for (style statistics)
+    samples: int = Field(50, ge=0)  # contexts to generate replies for (style statistics and fidelity)
     max_new_tokens: int = Field(int(RECOMMENDED_GENERATION["max_new_tokens"]), ge=1)  # the model card's value
     out: Path | None = None  # also write the JSON report here
     seed: int = 42  # sampling seed: the same seed gives the same replies

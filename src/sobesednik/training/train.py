@@ -5,9 +5,11 @@
     torchrun --nproc_per_node 2 -m sobesednik train ...
 
 RUN_DIR receives: `adapter/` (peft adapter + the tokenizer it was trained with, the best checkpoint by valid
-loss), `checkpoints/` (for `--resume`), `metrics.jsonl`, `loss.png`, `samples.md` (replies to valid contexts
-before and after training beside the real ones) and `config.yaml` (every setting, resolved, with library
-versions; `train --config RUN_DIR/config.yaml` repeats the run). Only the main process writes files.
+loss), `checkpoints/` (for `--resume`), `metrics.jsonl`, `loss.png`, `samples.md` / `samples.jsonl` (replies to
+valid contexts before and after training beside the real ones), `fidelity.json` (persona fidelity before and
+after training, docs/fidelity.md; also measured at each evaluation into metrics.jsonl and loss.png) and
+`config.yaml` (every setting, resolved, with library versions; `train --config RUN_DIR/config.yaml` repeats the
+run). Replies are sampled by the service's `Generator`. Only the main process writes files.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from sobesednik.errors import ConfigError, DatasetError
 from sobesednik.modeling.load import ADAPTER_DIR, load_base
 from sobesednik.training.collate import PackedDataset, PadCollator
 from sobesednik.training.dataset import ConversationDataset, data_file, read_jsonl
+from sobesednik.training.fidelity import FIDELITY_DEFINITION, FidelityReference, measure_fidelity, reference_or_reason
 from sobesednik.training.lora import wrap_with_lora
 from sobesednik.training.report import plot_losses, write_samples
 from sobesednik.training.settings import TrainSettings
@@ -112,6 +115,51 @@ def _training_arguments(settings: TrainSettings, precision: str) -> Any:
     )
 
 
+class _Replies:
+    """Replies of a model to the valid contexts, sampled the same way before, during and after training."""
+
+    def __init__(self, tokenizer: Any, dialogues: list, reference: FidelityReference | str, seed: int) -> None:
+        self.tokenizer, self.dialogues, self.reference, self.seed = tokenizer, dialogues, reference, seed
+
+    def sample(self, model: Any) -> list:
+        from sobesednik.inference.generator import Generator
+        from sobesednik.training.metrics import sample_replies
+
+        contexts = [dialogue[:-1] for dialogue in self.dialogues]
+        return sample_replies(Generator(model, self.tokenizer), contexts, seed=self.seed)
+
+    def fidelity(self, completions: list, count: int) -> dict[str, Any]:
+        """The fidelity block of the first `count` completions."""
+        return measure_fidelity(self.reference, [c.text for c in completions[:count]],
+                                [c.finish_reason for c in completions[:count]],
+                                [dialogue[-1]["content"] for dialogue in self.dialogues[:count]])
+
+
+def _headline(stage: str, step: int, figures: dict[str, Any]) -> dict[str, Any]:
+    """A metrics.jsonl record of a fidelity measurement: its scalar figures only."""
+    scalars = {key: value for key, value in figures.items() if isinstance(value, int | float) or value is None}
+    return {"step": step, "stage": stage, **scalars}
+
+
+def _append(path: Path, record: dict[str, Any]) -> None:
+    with path.open("a", encoding="utf-8") as out:
+        out.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def _fidelity_callback(path: Path, replies: _Replies, count: int) -> Any:
+    from transformers import TrainerCallback
+
+    class FidelityCallback(TrainerCallback):
+        """Measure fidelity after every evaluation, on the main process, into metrics.jsonl (the loss.png curve)."""
+
+        def on_evaluate(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
+            if state.is_world_process_zero:
+                figures = replies.fidelity(replies.sample(model), count)
+                _append(path, _headline("train", state.global_step, figures) | {"epoch": state.epoch})
+
+    return FidelityCallback()
+
+
 def _metrics_callback(path: Path) -> Any:
     from transformers import TrainerCallback
 
@@ -120,9 +168,7 @@ def _metrics_callback(path: Path) -> Any:
 
         def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kwargs: Any) -> None:
             if state.is_world_process_zero and logs:
-                record = {"step": state.global_step, "epoch": state.epoch, **logs}
-                with path.open("a", encoding="utf-8") as out:
-                    out.write(json.dumps(record, ensure_ascii=False) + "\n")
+                _append(path, {"step": state.global_step, "epoch": state.epoch, **logs})
 
     return MetricsCallback()
 
@@ -152,6 +198,12 @@ def train(settings: TrainSettings) -> TrainResult:
     model.config.use_cache = False  # no KV cache in training; packing needs it off to build its mask
     frozen_dtype = torch.bfloat16 if precision == "bf16" and not settings.load_in_4bit else None
     model = wrap_with_lora(model, settings, added_ids, frozen_dtype)
+    # Samples and fidelity share the first contexts: context i gets seed + i, so they are the same replies.
+    answered = valid_dialogues[: max(settings.samples, settings.fidelity_samples)]
+    fidelity_count = min(settings.fidelity_samples, len(answered))
+    reference = reference_or_reason(settings.data) if fidelity_count else "fidelity is off (--fidelity-samples 0)"
+    replies = _Replies(tokenizer, answered, reference, settings.seed)
+    metrics_path = settings.out / "metrics.jsonl"
 
     trainer = Trainer(
         model=model,
@@ -160,11 +212,12 @@ def train(settings: TrainSettings) -> TrainResult:
         if settings.packing else train_set,
         eval_dataset=valid_set,
         data_collator=PadCollator(tokenizer.pad_token_id),
-        callbacks=[_metrics_callback(settings.out / "metrics.jsonl")]
+        callbacks=[_metrics_callback(metrics_path)]
+        # Without a reference there is no curve to draw: before/after still give the stop rate.
+        + ([_fidelity_callback(metrics_path, replies, fidelity_count)] if not isinstance(reference, str) else [])
         + ([EarlyStoppingCallback(early_stopping_patience=settings.patience)] if settings.patience else []),
     )
     main = trainer.is_world_process_zero()
-    sample_contexts = [dialogue[:-1] for dialogue in valid_dialogues[: settings.samples]]
     if main:
         settings.out.mkdir(parents=True, exist_ok=True)
         resolved = settings.model_dump(mode="json", exclude={"resume"}) | {
@@ -174,7 +227,9 @@ def train(settings: TrainSettings) -> TrainResult:
             "versions": _library_versions()}
         (settings.out / "config.yaml").write_text(yaml.safe_dump(resolved, allow_unicode=True, sort_keys=False),
                                                   encoding="utf-8")
-    before = _replies(model, tokenizer, sample_contexts, settings.seed) if main and sample_contexts else []
+    before = replies.sample(trainer.model) if main and answered else []
+    if before and fidelity_count:
+        _append(metrics_path, _headline("before", trainer.state.global_step, replies.fidelity(before, fidelity_count)))
 
     trainer.train(resume_from_checkpoint=True if settings.resume else None)
 
@@ -182,22 +237,27 @@ def train(settings: TrainSettings) -> TrainResult:
     if main:
         trainer.model.save_pretrained(adapter_dir)
         tokenizer.save_pretrained(adapter_dir)
-        plot_losses(settings.out / "metrics.jsonl", settings.out / "loss.png")
-        if sample_contexts:
-            after = _replies(trainer.model, tokenizer, sample_contexts, settings.seed)
-            write_samples(settings.out / "samples.md", valid_dialogues[: settings.samples], before, after)
+        after = replies.sample(trainer.model) if answered else []
+        if settings.samples:
+            count = min(settings.samples, len(answered))
+            write_samples(settings.out, answered[:count], [c.text for c in before[:count]],
+                          [c.text for c in after[:count]])
+        if fidelity_count:
+            _write_fidelity(settings.out, replies, before, after, fidelity_count, trainer.state.global_step)
+        plot_losses(metrics_path, settings.out / "loss.png")
     trainer.accelerator.wait_for_everyone()
     state = trainer.accelerator.state
     return TrainResult(settings.out, adapter_dir, trainer.state.global_step, trainer.state.best_metric,
                        len(train_set), train_set.dropped_too_long, state.process_index, state.num_processes)
 
 
-def _replies(model: Any, tokenizer: Any, contexts: list, seed: int) -> list[str]:
-    from sobesednik.modeling.defaults import RECOMMENDED_GENERATION
-    from sobesednik.training.metrics import generate_replies
-
-    model.config.use_cache = True
-    try:
-        return generate_replies(model, tokenizer, contexts, int(RECOMMENDED_GENERATION["max_new_tokens"]), seed)
-    finally:
-        model.config.use_cache = False
+def _write_fidelity(run_dir: Path, replies: _Replies, before: list, after: list, count: int, step: int) -> None:
+    """fidelity.json (before/after blocks, target, definition) and the "after" record of metrics.jsonl."""
+    figures = {"before": replies.fidelity(before, count), "after": replies.fidelity(after, count)}
+    _append(run_dir / "metrics.jsonl", _headline("after", step, figures["after"]))
+    reference = replies.reference
+    report: dict[str, Any] = figures | {"target": None if isinstance(reference, str) else reference.target,
+                                        "definition": FIDELITY_DEFINITION}
+    if isinstance(reference, str):
+        report["unavailable"] = reference
+    (run_dir / "fidelity.json").write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
