@@ -23,6 +23,7 @@ from sobesednik.modeling.load import ADAPTER_DIR, load_base
 from sobesednik.training.collate import PackedDataset, PadCollator
 from sobesednik.training.dataset import ConversationDataset, data_file, read_jsonl
 from sobesednik.training.lora import wrap_with_lora
+from sobesednik.training.recipe import plan_steps
 from sobesednik.training.report import plot_losses, write_samples
 from sobesednik.training.settings import TrainSettings
 
@@ -118,6 +119,13 @@ def _training_arguments(settings: TrainSettings, precision: str) -> Any:
     )
 
 
+def _num_processes() -> int:
+    """Processes of a data-parallel launch (torchrun / accelerate set WORLD_SIZE), before the Trainer exists."""
+    import os
+
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
 def _metrics_callback(path: Path) -> Any:
     from transformers import TrainerCallback
 
@@ -156,12 +164,14 @@ def train(settings: TrainSettings) -> TrainResult:
     model.config.use_cache = False  # no KV cache in training; packing needs it off to build its mask
     frozen_dtype = torch.bfloat16 if precision == "bf16" and not settings.load_in_4bit else None
     model = wrap_with_lora(model, settings, added_ids, frozen_dtype)
+    train_rows = PackedDataset(train_set.samples, settings.max_length, settings.seed) if settings.packing else train_set
+    plan = plan_steps(settings, len(train_rows), _num_processes())
+    settings = settings.model_copy(update={"max_steps": plan.max_steps, "eval_steps": plan.eval_steps})
 
     trainer = Trainer(
         model=model,
         args=_training_arguments(settings, precision),
-        train_dataset=PackedDataset(train_set.samples, settings.max_length, settings.seed)
-        if settings.packing else train_set,
+        train_dataset=train_rows,
         eval_dataset=valid_set,
         data_collator=PadCollator(tokenizer.pad_token_id),
         callbacks=[_metrics_callback(settings.out / "metrics.jsonl")]
@@ -172,7 +182,8 @@ def train(settings: TrainSettings) -> TrainResult:
     if main:
         settings.out.mkdir(parents=True, exist_ok=True)
         resolved = settings.model_dump(mode="json", exclude={"resume"}) | {
-            "precision_used": precision, "added_tokens": added_ids, "train_samples": len(train_set),
+            "precision_used": precision, "steps_reason": plan.reason, "added_tokens": added_ids,
+            "train_samples": len(train_set),
             "dropped_too_long": train_set.dropped_too_long, "num_processes": trainer.accelerator.num_processes,
             "versions": _library_versions()}
         (settings.out / "config.yaml").write_text(yaml.safe_dump(resolved, allow_unicode=True, sort_keys=False),
