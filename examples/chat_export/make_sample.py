@@ -23,7 +23,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import styles  # noqa: E402  (next to this script, which is not a package)
+import styles  # next to this script, which is not a package
 
 SEED = 20240301
 GENERATED_MESSAGES = 2000  # after the hand-written fortnight: ~2,450 in all, ~1.3 MB, a 2-core demo's worth

@@ -145,7 +145,7 @@ def train(settings: TrainSettings) -> TrainResult:
     """Run the stage; returns where the adapter went and what it reached."""
     import torch
     import yaml
-    from transformers import EarlyStoppingCallback, Trainer, set_seed
+    from transformers import EarlyStoppingCallback, PrinterCallback, Trainer, set_seed
 
     _check_run_dir(settings)
     precision = resolve_precision(settings.precision)
@@ -177,6 +177,9 @@ def train(settings: TrainSettings) -> TrainResult:
         callbacks=[_metrics_callback(settings.out / "metrics.jsonl")]
         + ([EarlyStoppingCallback(early_stopping_patience=settings.patience)] if settings.patience else []),
     )
+    # Without a progress bar (quiet logging: the demo, scripts) Trainer prints every log dict instead;
+    # metrics.jsonl already holds them.
+    trainer.remove_callback(PrinterCallback)
     main = trainer.is_world_process_zero()
     sample_contexts = [dialogue[:-1] for dialogue in valid_dialogues[: settings.samples]]
     if main:
