@@ -33,7 +33,7 @@ def test_demo_runs_every_stage_and_prints_the_chat(tmp_path: Path, sample_export
         assert f"вы:         {turn}" in result.stdout
     assert result.stdout.count("собеседник:") == len(SCRIPTED_TURNS)
     # The base and the tuned model side by side, under the stage's header.
-    assert "6/6 before and after" in result.stdout and "│ base" in result.stdout and "tuned" in result.stdout
+    assert "6/6 before and after" in result.stdout and "┃ base " in result.stdout and "┃ tuned " in result.stdout
     # Quiet: the demo's own stage lines only, no library warnings or progress bars.
     for noise in ("FutureWarning", "attention_mask", "loss_type", "it/s]", "Loading weights", "Warning"):
         assert noise not in result.stdout + result.stderr, noise
