@@ -72,8 +72,8 @@ def quiet_libraries() -> None:
 
     transformers.logging.set_verbosity_error()  # also turns Trainer's tqdm off (disable_tqdm follows it)
     transformers.logging.disable_progress_bar()  # "Loading weights", "Writing model shards"
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", category=UserWarning, module="torch")
+    # transformers' own deprecation notices (`is_gradient_checkpointing`, raised inside peft/Trainer calls)
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\.")
 
 
 @contextmanager
