@@ -23,7 +23,7 @@ def test_demo_runs_every_stage_and_prints_the_chat(tmp_path: Path, sample_export
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
     paths = DemoPaths.under(out)
-    assert (paths.data / "train.jsonl").stat().st_size > 0
+    assert (paths.chat / "train.jsonl").stat().st_size > (paths.data / "train.jsonl").stat().st_size > 0
     assert (paths.data / "stats.md").exists()
     assert (paths.run / "adapter").is_dir()
     assert (paths.run / "loss.png").exists()
@@ -32,6 +32,11 @@ def test_demo_runs_every_stage_and_prints_the_chat(tmp_path: Path, sample_export
     for turn in SCRIPTED_TURNS:
         assert f"вы:         {turn}" in result.stdout
     assert result.stdout.count("собеседник:") == len(SCRIPTED_TURNS)
+    # The base and the tuned model side by side, under the stage's header.
+    assert "6/6 before and after" in result.stdout and "┃ base " in result.stdout and "┃ tuned " in result.stdout
+    # Quiet: the demo's own stage lines only, no library warnings or progress bars.
+    for noise in ("FutureWarning", "attention_mask", "loss_type", "it/s]", "Loading weights", "Warning"):
+        assert noise not in result.stdout + result.stderr, noise
     # The service was stopped cleanly: uvicorn logs the end of its shutdown.
     assert "Application shutdown complete" in (out / "serve.log").read_text()
 

@@ -2,11 +2,15 @@
 
 Writes ``result.json`` next to this script in the format of Telegram Desktop's
 "Export chat history" -> "Machine-readable JSON" for a single group chat.
-The chat ("Друзья с дачи") is written by hand for the project; this script only
-lays the lines out as messages (ids, dates, replies, media fields).
+The chat ("Друзья с дачи") opens with a fortnight written by hand for the project (every kind of message
+and oddity an export holds: media, polls, forwards, service actions, a deleted account); the months after it
+are generated from per-speaker templates in ``styles.py``, so that four speakers with measurably different
+styles have enough messages to train a persona on. This script lays both out as messages (ids, dates,
+replies, media fields).
 
-Deterministic: stdlib only, the one source of randomness is seeded, so running
-``python examples/chat_export/make_sample.py`` rewrites result.json byte-identically.
+Deterministic: stdlib only, every source of randomness is seeded, so running
+``python examples/chat_export/make_sample.py`` rewrites result.json byte-identically. Another ``--seed``
+gives another chat of the same people (a held-out chat for ``bench/persona.py``); ``--messages`` its size.
 """
 
 from __future__ import annotations
@@ -14,10 +18,16 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import styles  # next to this script, which is not a package
+
 SEED = 20240301
+GENERATED_MESSAGES = 2000  # after the hand-written fortnight: ~2,450 in all, ~1.3 MB, a 2-core demo's worth
+GENERATED_START = "2024-03-16 10:00:00"  # local time; the day after the hand-written part ends
 CHAT_NAME = "Друзья с дачи"
 CHAT_ID = 1843920571
 # Telegram writes "date" in the exporting machine's local time (here: Moscow, UTC+3)
@@ -748,9 +758,10 @@ def _fmt(dt: datetime) -> tuple[str, str]:
     return dt.strftime("%Y-%m-%dT%H:%M:%S"), str(int(dt.timestamp()))
 
 
-def build() -> dict:
-    rng = random.Random(SEED)
-    convs = sorted(CONVS + EXTRA, key=lambda c: c[0])
+def build(seed: int = SEED, generated: int = GENERATED_MESSAGES) -> dict:
+    rng = random.Random(SEED)  # the hand-written part's gaps: the same whatever --seed says
+    talks = styles.conversations(random.Random(seed), generated, _local(GENERATED_START)) if generated else []
+    convs = sorted(CONVS + EXTRA, key=lambda c: c[0]) + talks
     labels: dict[str, int] = {}
     messages: list[dict] = []
     next_id = 1
@@ -869,8 +880,11 @@ def build() -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-o", "--out", type=Path, default=Path(__file__).with_name("result.json"))
+    ap.add_argument("--seed", type=int, default=SEED, help="seed of the generated months (default: the shipped chat)")
+    ap.add_argument("--messages", type=int, default=GENERATED_MESSAGES, help="messages to generate after the "
+                    "hand-written fortnight")
     args = ap.parse_args()
-    data = build()
+    data = build(args.seed, args.messages)
     args.out.write_text(json.dumps(data, ensure_ascii=False, indent=1), encoding="utf-8", newline="\n")
     print(f"wrote {len(data['messages'])} messages to {args.out}")
 

@@ -175,6 +175,7 @@ def train_command(
     max_length: int | None = typer.Option(None, help="Tokens per sample; oldest context turns are dropped to fit."),
     epochs: float | None = typer.Option(None, help="Training epochs."),
     max_steps: int | None = typer.Option(None, help="Optimizer steps; > 0 overrides --epochs."),
+    min_steps: int | None = typer.Option(None, help="Optimizer steps at least, unless --epochs/--max-steps is given."),
     batch_size: int | None = typer.Option(None, help="Samples (or packed rows) per step and process."),
     gradient_accumulation_steps: int | None = typer.Option(None, help="Batches per optimizer step."),
     learning_rate: float | None = typer.Option(None, help="Peak learning rate (cosine schedule)."),
@@ -188,7 +189,7 @@ def train_command(
     gradient_checkpointing: bool | None = typer.Option(
         None, "--gradient-checkpointing/--no-gradient-checkpointing", help="Recompute activations to save memory."),
     precision: str | None = typer.Option(None, help="auto, fp32, bf16 or fp16 (CUDA only)."),
-    eval_steps: int | None = typer.Option(None, help="Evaluate every N steps (0 = each epoch)."),
+    eval_steps: int | None = typer.Option(None, help="Evaluate every N steps (0 = 10 times per run)."),
     patience: int | None = typer.Option(None, help="Evaluations without improvement before stopping (0 = never)."),
     save_total_limit: int | None = typer.Option(None, help="Checkpoints kept."),
     logging_steps: int | None = typer.Option(None, help="Log the train loss every N steps."),
@@ -293,10 +294,12 @@ def demo_command(
     export: Annotated[Path | None, typer.Option(help="Telegram export to learn from (default: the sample).")] = None,
     out: Annotated[Path | None, typer.Option(help="Folder for everything the demo writes.")] = None,
     pretrain_steps: int | None = typer.Option(None, help="Plain-LM steps of the tiny base model."),
-    train_steps: int | None = typer.Option(None, help="LoRA optimizer steps."),
+    speaker: str | None = typer.Option(None, help="The persona: whose replies LoRA learns (id or name)."),
+    train_steps: int | None = typer.Option(None, help="LoRA optimizer steps (default: train's recipe)."),
     bot: bool | None = typer.Option(None, "--bot/--no-bot", help="Then run the Telegram bot on the demo model."),
+    record: Annotated[Path | None, typer.Option(help="Also save the terminal output as an SVG here.")] = None,
 ) -> None:
-    """The whole way offline: prepare → tiny model → train → export → serve → a scripted chat."""
+    """The whole way offline: prepare → tiny model → train → export → serve → a scripted chat → before/after."""
     flags = dict(locals())
     from sobesednik.demo import DemoSettings, demo
 

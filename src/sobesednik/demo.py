@@ -1,8 +1,10 @@
 """`sobesednik demo`: the whole way, offline, on the shipped sample export and a tiny model built here.
 
-prepare → tiny-model → train (LoRA) → export → serve (a child process) → a scripted chat through the same
-client the bot uses → where the run's report lies → the service stops. A few minutes on 2 CPU cores; every
-artefact stays under `--out` (default `demo/`), so the demo can be rerun or inspected afterwards.
+prepare (the whole chat, and one speaker's replies) → tiny-model (a base that knows the chat, not the person)
+→ train (LoRA, the recipe's defaults) → export → serve (a child process) → a scripted chat through the same
+client the bot uses → the base's and the tuned model's replies to the same contexts side by side, with the
+run's fidelity figures → the service stops. A few minutes on 2 CPU cores; every artefact stays under `--out`
+(default `demo/`), so the demo can be rerun or inspected afterwards.
 
     sobesednik demo                 # or: make demo
     SOBESEDNIK_BOT_TOKEN=… sobesednik demo --bot   # then talk to the demo model in Telegram
@@ -11,13 +13,17 @@ artefact stays under `--out` (default `demo/`), so the demo can be rerun or insp
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from rich.console import Console
+from rich.table import Table
 
 # A dialogue a user might have with a model trained on the sample dacha chat.
 SCRIPTED_TURNS = (
@@ -26,6 +32,7 @@ SCRIPTED_TURNS = (
     "Может, на дачу поедем?",
     "А шашлык кто возьмёт?",
 )
+SIDE_BY_SIDE = 5  # contexts shown with the base's and the tuned model's replies
 
 
 class DemoSettings(BaseSettings):
@@ -34,23 +41,46 @@ class DemoSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SOBESEDNIK_DEMO_", env_file=".env", extra="ignore")
 
     export: Path = Path("examples/chat_export/result.json")  # the shipped sample; any result.json works
+    # the persona: the sample's lowercase "короче … )))" writer, the style furthest from the others'
+    speaker: str = "Дима Соколов"
     out: Path = Path("demo")  # everything the demo writes: data/, models/, runs/
-    pretrain_steps: int = Field(300, ge=0)  # plain-LM steps of the tiny base, so LoRA has something to adapt
-    train_steps: int = Field(120, ge=1)  # LoRA optimizer steps: enough for the valid loss to drop visibly
+    pretrain_steps: int = Field(300, ge=0)  # plain-LM steps of the tiny base on the whole chat's dialogues
+    train_steps: int | None = Field(None, ge=1)  # LoRA optimizer steps; None: train's own recipe decides
     bot: bool = False  # after the scripted chat, run the Telegram bot on the demo model (needs SOBESEDNIK_BOT_TOKEN)
+    record: Path | None = None  # also save the terminal output as an SVG picture here (README's docs/demo.svg)
 
 
 @dataclass(frozen=True)
 class DemoPaths:
-    data: Path
+    chat: Path  # the whole chat's dialogues: the tiny base learns the chat from them
+    data: Path  # the speaker's replies: LoRA learns the person from them
     base: Path
     run: Path
     model: Path
 
     @classmethod
     def under(cls, out: Path) -> DemoPaths:
-        return cls(data=out / "data", base=out / "models" / "tiny", run=out / "runs" / "demo",
+        return cls(chat=out / "data-chat", data=out / "data", base=out / "models" / "tiny", run=out / "runs" / "demo",
                    model=out / "models" / "demo")
+
+
+def quiet_libraries() -> None:
+    """One progress display per stage (the demo's own): no library progress bars, warnings or info logs."""
+    import warnings
+
+    import transformers
+
+    transformers.logging.set_verbosity_error()  # also turns Trainer's tqdm off (disable_tqdm follows it)
+    transformers.logging.disable_progress_bar()  # "Loading weights", "Writing model shards"
+    # transformers' own deprecation notices (`is_gradient_checkpointing`, raised inside peft/Trainer calls)
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\.")
+
+
+@contextmanager
+def _stage(console: Console, title: str) -> Iterator[None]:
+    console.rule(title)
+    with console.status(title.split(":", 1)[-1].strip() + " …"):
+        yield
 
 
 def demo(settings: DemoSettings, console: Console | None = None) -> DemoPaths:
@@ -63,41 +93,101 @@ def demo(settings: DemoSettings, console: Console | None = None) -> DemoPaths:
     from sobesednik.training.settings import ExportSettings, TinyModelSettings, TrainSettings
     from sobesednik.training.train import train
 
-    console = console or Console()
+    console = console or Console(record=settings.record is not None)
+    quiet_libraries()
     paths = DemoPaths.under(settings.out)
     # A rerun starts clean: training refuses to overwrite a run dir, and stale files would mislead.
     shutil.rmtree(settings.out, ignore_errors=True)
 
-    console.rule("1/5 prepare: Telegram export → dialogue samples")
-    # The sample holds a phone and a card number on purpose: a chat model must not learn to repeat them.
-    prepare(PrepareSettings(exports=[settings.export], out=paths.data, mask_pii=True, progress=False))
-    console.print(f"dataset and statistics: {paths.data}/ (stats.md)")
+    with _stage(console, "1/6 prepare: Telegram export → dialogue samples"):
+        # The sample holds a phone and a card number on purpose: a chat model must not learn to repeat them.
+        chat = prepare(PrepareSettings(exports=[settings.export], out=paths.chat, mask_pii=True, progress=False))
+        mine = prepare(PrepareSettings(exports=[settings.export], out=paths.data, mask_pii=True, progress=False,
+                                       speaker=[settings.speaker]))
+    console.print(f"whole chat: {chat.stats['samples']} samples in {paths.chat}/; {settings.speaker}'s replies: "
+                  f"{mine.stats['samples']} samples in {paths.data}/ (stats.md)")
 
-    console.rule("2/5 tiny-model: an offline stand-in for ruDialoGPT-medium")
-    build_tiny_base(TinyModelSettings(data=paths.data, out=paths.base, pretrain_steps=settings.pretrain_steps))
+    with _stage(console, "2/6 tiny-model: an offline stand-in for ruDialoGPT-medium, built on the whole chat"):
+        base = build_tiny_base(TinyModelSettings(data=paths.chat, out=paths.base,
+                                                 pretrain_steps=settings.pretrain_steps))
+    console.print(f"base model: {base.model_dir}/ ({base.pretrain_steps} pretraining steps on every speaker)")
 
-    console.rule("3/5 train: LoRA on the dialogues")
-    result = train(TrainSettings(data=paths.data, base=str(paths.base), out=paths.run, max_steps=settings.train_steps,
-                                 eval_steps=max(1, settings.train_steps // 4), samples=5))
-    console.print(f"adapter: {result.adapter_dir}; best valid loss {result.best_valid_loss}")
+    with _stage(console, f"3/6 train: LoRA on {settings.speaker}'s replies"):
+        result = train(TrainSettings(data=paths.data, base=str(paths.base), out=paths.run,
+                                     **({"max_steps": settings.train_steps} if settings.train_steps else {})))
+    console.print(f"adapter: {result.adapter_dir}/ ({result.steps} steps, best valid loss "
+                  f"{result.best_valid_loss:.3f})")
 
-    console.rule("4/5 export: merge LoRA into the base")
-    export(ExportSettings(run_dir=paths.run, out=paths.model))
+    with _stage(console, "4/6 export: merge LoRA into the base"):
+        export(ExportSettings(run_dir=paths.run, out=paths.model))
     console.print(f"plain Hugging Face model dir: {paths.model}/")
 
-    console.rule("5/5 serve + chat: the model answers over the OpenAI-compatible API")
+    console.rule("5/6 serve + chat: the model answers over the OpenAI-compatible API")
     with run_service(paths.model, log_path=settings.out / "serve.log") as service:
         console.print(f"service at {service.url} (log: {service.log_path})")
         asyncio.run(_scripted_chat(service.url, console))
         if settings.bot:
             _run_bot(service.url, console)
 
+    console.rule(f"6/6 before and after: the base and the tuned model answer the same {settings.speaker} contexts")
+    _side_by_side(paths, console)
+
     console.rule("report")
     for what, path in (("dataset statistics", paths.data / "stats.md"), ("loss curve", paths.run / "loss.png"),
                        ("replies before/after training", paths.run / "samples.md"),
                        ("metrics", paths.run / "metrics.jsonl"), ("exported model", paths.model)):
         console.print(f"{what:32} {path}")
+    if settings.record is not None:
+        console.save_svg(str(settings.record), title="sobesednik demo")
     return paths
+
+
+def _side_by_side(paths: DemoPaths, console: Console) -> None:
+    """Replies of the base and the tuned model to the same contexts, and the run's fidelity before and after."""
+    samples_file, fidelity_file = paths.run / "samples.jsonl", paths.run / "fidelity.json"
+    if samples_file.is_file():  # written by `train`: the same contexts and decoder as its fidelity figures
+        rows = [json.loads(line) for line in samples_file.read_text(encoding="utf-8").splitlines() if line.strip()]
+    else:  # a `train` without the fidelity report: sample the same way here
+        rows = _sample_rows(paths)
+    table = Table(show_lines=True, expand=True)
+    for column in ("context (last turn)", "real reply", "base", "tuned"):
+        table.add_column(column, ratio=1, overflow="fold")
+    for row in rows[:SIDE_BY_SIDE]:
+        last = row["context"][-1]["content"] if row["context"] else ""
+        table.add_row(last, row["real"], row["before"], row["after"])
+    console.print(table)
+    if not fidelity_file.is_file():
+        console.print(f"no {fidelity_file}: this version of `train` does not score fidelity")
+        return
+    report = json.loads(fidelity_file.read_text(encoding="utf-8"))
+    figures = Table(title=f"fidelity to {report.get('target', 'the speaker')}")
+    figures.add_column("")
+    figures.add_column("base", justify="right")
+    figures.add_column("tuned", justify="right")
+    for name in ("fidelity", "target_share", "stop_rate"):
+        figures.add_row(name, *(_figure(report[when].get(name)) for when in ("before", "after")))
+    console.print(figures)
+    if report.get("definition"):
+        console.print(report["definition"], style="dim")
+
+
+def _figure(value: object) -> str:
+    return f"{value:.0%}" if isinstance(value, float) and 0 <= value <= 1 else str(value)
+
+
+def _sample_rows(paths: DemoPaths) -> list[dict]:
+    from sobesednik.inference.generator import Generator, Request
+    from sobesednik.training.dataset import data_file, read_jsonl
+
+    dialogues = read_jsonl(data_file(paths.data, "test"))[:SIDE_BY_SIDE]
+    rows = [{"context": list(d[:-1]), "real": d[-1]["content"]} for d in dialogues]
+    for key, model in (("before", paths.base), ("after", paths.model)):
+        generator = Generator.load(model)
+        params = generator.defaults.with_overrides(seed=0)
+        requests = [Request(generator.chat_prompt(row["context"], params.max_new_tokens), params) for row in rows]
+        for row, completion in zip(rows, generator.generate(requests), strict=True):
+            row[key] = completion.text
+    return rows
 
 
 async def _scripted_chat(url: str, console: Console) -> None:

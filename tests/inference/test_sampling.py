@@ -37,3 +37,12 @@ def test_repetition_penalty_and_ngram_ban() -> None:
     assert logits.tolist() == [[1.0, -4.0, 1.0, 1.0]]
     ban_repeated_ngrams(logits, [[2, 3, 2]], [2])  # "2 3" seen before, so after "2" the token 3 is banned
     assert logits[0, 3] == float("-inf") and logits[0, 2] == 1.0
+
+
+def test_exempt_tokens_keep_their_scores_under_both_penalties() -> None:
+    logits = torch.tensor([[2.0, -2.0, 1.0, 1.0]])
+    apply_repetition_penalty(logits, [torch.tensor([0, 1, 3])], [2.0], exempt=[3])
+    assert logits.tolist() == [[1.0, -4.0, 1.0, 1.0]]
+    # "2 3" and "2 1" seen before: after "2", 1 is banned but the exempt 3 (a stop id) is not
+    ban_repeated_ngrams(logits, [[2, 3, 2, 1, 2]], [2], exempt=[3])
+    assert logits[0, 1] == float("-inf") and logits[0, 3] == 1.0

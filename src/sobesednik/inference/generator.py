@@ -235,9 +235,10 @@ class Generator:
         """Sample one token for every row; finished rows leave the batch (returned), the rest run one step."""
         logits, rows = batch.logits, batch.rows
         params = [row.request.params for row in rows]
-        apply_repetition_penalty(logits, batch.seen, [p.repetition_penalty for p in params])
+        stop_ids = sorted(self.stop_ids)
+        apply_repetition_penalty(logits, batch.seen, [p.repetition_penalty for p in params], exempt=stop_ids)
         ban_repeated_ngrams(logits, [row.request.prompt + row.tokens for row in rows],
-                            [p.no_repeat_ngram_size for p in params])
+                            [p.no_repeat_ngram_size for p in params], exempt=stop_ids)
         for i, row in enumerate(rows):
             if len(row.tokens) < row.request.params.min_new_tokens:
                 logits[i, list(self.stop_ids)] = float("-inf")

@@ -46,9 +46,14 @@ class TrainSettings(BaseSettings):
     max_length: int = Field(256, ge=8)  # tokens per sample; oldest context turns are dropped to fit
     epochs: float = Field(3.0, gt=0)  # passes over train.jsonl; early stopping usually ends sooner
     max_steps: int = Field(-1, ge=-1)  # optimizer steps; > 0 overrides --epochs
+    # optimizer steps at least, unless --epochs or --max-steps is given (recipe.py); measured: 3 epochs of a
+    # 1.5k-message chat are 21 steps, 17 % of replies in the speaker's style; 300 steps: 70 % at 2e-4
+    min_steps: int = Field(300, ge=0)
     batch_size: int = Field(8, ge=1)  # per process: samples, or packed rows of --max-length tokens
     gradient_accumulation_steps: int = Field(1, ge=1)  # batches per step: a larger batch, same memory
-    learning_rate: float = Field(2e-4, gt=0)  # the usual LoRA rate; full fine-tuning would use ~10x less
+    # measured (bench/persona.py, tiny base, 1.5k-message chat): 2e-3 → 83 % of replies in the speaker's style,
+    # 1e-3 → 77 %, 2e-4 → 70 %; ruDialoGPT-medium is unmeasured here: try 2e-4 if its valid loss diverges
+    learning_rate: float = Field(2e-3, gt=0)
     warmup_ratio: float = Field(0.05, ge=0, lt=1)  # share of steps with linear warmup before the cosine decay
     weight_decay: float = Field(0.0, ge=0)  # LoRA's few parameters rarely need it
     lora_r: int = Field(8, ge=1)  # LoRA rank: 8 learns a chat's style; more rarely helps on small chats
@@ -59,8 +64,10 @@ class TrainSettings(BaseSettings):
     packing: bool = True  # measured: concatenating samples (block-diagonal attention) beats length grouping
     gradient_checkpointing: bool = False  # measured: saves little memory for LoRA at these lengths, costs ~30%
     precision: Precision = "auto"  # auto: bf16 on GPUs and CPUs that support it (AMX / AVX512-BF16), else fp32
-    eval_steps: int = Field(0, ge=0)  # evaluate every N steps; 0 = once per epoch
-    patience: int = Field(3, ge=0)  # evaluations without a better valid loss before stopping; 0 = never stop
+    eval_steps: int = Field(0, ge=0)  # evaluate every N steps; 0 = 10 times per run, whatever the epochs
+    # evaluations without a better valid loss before stopping; 0 = never stop; measured: it ends a 1.5k-chat run
+    # at 150 of 300 steps with 83 % of replies in the speaker's style, so it does not stop the persona
+    patience: int = Field(3, ge=0)
     save_total_limit: int = Field(2, ge=1)  # checkpoints kept (the best one is always kept)
     logging_steps: int = Field(10, ge=1)  # log the train loss every N optimizer steps
     samples: int = Field(10, ge=0)  # valid contexts answered before/after training in samples.md

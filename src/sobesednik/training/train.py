@@ -26,6 +26,7 @@ from sobesednik.training.collate import PackedDataset, PadCollator
 from sobesednik.training.dataset import ConversationDataset, data_file, read_jsonl
 from sobesednik.training.fidelity import FIDELITY_DEFINITION, FidelityReference, measure_fidelity, reference_or_reason
 from sobesednik.training.lora import wrap_with_lora
+from sobesednik.training.recipe import plan_steps
 from sobesednik.training.report import plot_losses, write_samples
 from sobesednik.training.settings import TrainSettings
 
@@ -160,6 +161,13 @@ def _fidelity_callback(path: Path, replies: _Replies, count: int) -> Any:
     return FidelityCallback()
 
 
+def _num_processes() -> int:
+    """Processes of a data-parallel launch (torchrun / accelerate set WORLD_SIZE), before the Trainer exists."""
+    import os
+
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
 def _metrics_callback(path: Path) -> Any:
     from transformers import TrainerCallback
 
@@ -177,7 +185,7 @@ def train(settings: TrainSettings) -> TrainResult:
     """Run the stage; returns where the adapter went and what it reached."""
     import torch
     import yaml
-    from transformers import EarlyStoppingCallback, Trainer, set_seed
+    from transformers import EarlyStoppingCallback, PrinterCallback, Trainer, set_seed
 
     from sobesednik.hardware import probe
 
@@ -204,12 +212,14 @@ def train(settings: TrainSettings) -> TrainResult:
     reference = reference_or_reason(settings.data) if fidelity_count else "fidelity is off (--fidelity-samples 0)"
     replies = _Replies(tokenizer, answered, reference, settings.seed)
     metrics_path = settings.out / "metrics.jsonl"
+    train_rows = PackedDataset(train_set.samples, settings.max_length, settings.seed) if settings.packing else train_set
+    plan = plan_steps(settings, len(train_rows), _num_processes())
+    settings = settings.model_copy(update={"max_steps": plan.max_steps, "eval_steps": plan.eval_steps})
 
     trainer = Trainer(
         model=model,
         args=_training_arguments(settings, precision),
-        train_dataset=PackedDataset(train_set.samples, settings.max_length, settings.seed)
-        if settings.packing else train_set,
+        train_dataset=train_rows,
         eval_dataset=valid_set,
         data_collator=PadCollator(tokenizer.pad_token_id),
         callbacks=[_metrics_callback(metrics_path)]
@@ -217,13 +227,16 @@ def train(settings: TrainSettings) -> TrainResult:
         + ([_fidelity_callback(metrics_path, replies, fidelity_count)] if not isinstance(reference, str) else [])
         + ([EarlyStoppingCallback(early_stopping_patience=settings.patience)] if settings.patience else []),
     )
+    # Without a progress bar (quiet logging: the demo, scripts) Trainer prints every log dict instead;
+    # metrics.jsonl already holds them.
+    trainer.remove_callback(PrinterCallback)
     main = trainer.is_world_process_zero()
     if main:
         settings.out.mkdir(parents=True, exist_ok=True)
         resolved = settings.model_dump(mode="json", exclude={"resume"}) | {
-            "precision_used": precision, "hardware": probe().describe(), "added_tokens": added_ids,
-            "train_samples": len(train_set), "dropped_too_long": train_set.dropped_too_long,
-            "num_processes": trainer.accelerator.num_processes,
+            "precision_used": precision, "hardware": probe().describe(), "steps_reason": plan.reason,
+            "added_tokens": added_ids, "train_samples": len(train_set),
+            "dropped_too_long": train_set.dropped_too_long, "num_processes": trainer.accelerator.num_processes,
             "versions": _library_versions()}
         (settings.out / "config.yaml").write_text(yaml.safe_dump(resolved, allow_unicode=True, sort_keys=False),
                                                   encoding="utf-8")
