@@ -109,6 +109,13 @@ class BotSettings(BaseSettings):
     webhook_port: int = Field(8081, ge=1, le=65535)  # port of the webhook listener
     webhook_path: str = "/telegram/webhook"  # path of the listener (a reverse proxy maps webhook_url to it)
 
+    shutdown_timeout: float = Field(
+        30.0,
+        gt=0,
+        description="seconds a stopping bot waits for replies being generated before it closes; updates still "
+        "unanswered then are left for Telegram to deliver again. Keep the container's stop grace period above it",
+    )
+
     # --- health ---
     heartbeat_file: Path | None = Field(
         None,
