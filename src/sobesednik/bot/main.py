@@ -37,12 +37,12 @@ from sobesednik.errors import ConfigError, ServiceError
 logger = logging.getLogger(__name__)
 
 
-def build_bot(settings: BotSettings) -> Bot:
+def build_bot(settings: BotSettings, store: HistoryStore) -> Bot:
     """aiogram's Bot on the configured Bot API server, with flood-control retries on every call."""
     session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api))
     session.middleware(RetryAfterMiddleware(settings.flood_retries))
     if settings.heartbeat_file is not None:
-        session.middleware(HeartbeatMiddleware(settings.heartbeat_file))
+        session.middleware(HeartbeatMiddleware(settings.heartbeat_file, store))
     # A user may delete the message the bot is answering; the answer is still worth sending.
     return Bot(settings.token_value, session=session, default=DefaultBotProperties(allow_sending_without_reply=True))
 
@@ -104,8 +104,13 @@ async def _serve_polling(bot: Bot, dispatcher: Dispatcher, runner: UpdateRunner,
         await dispatcher.emit_shutdown(bot=bot, **dispatcher.workflow_data)
 
 
-async def _healthz(request: web.Request) -> web.Response:
-    return web.Response(text="ok")
+def _healthz(store: HistoryStore):
+    async def healthz(request: web.Request) -> web.Response:
+        if store.problem is not None:
+            return web.Response(status=503, text=store.problem)
+        return web.Response(text="ok")
+
+    return healthz
 
 
 async def _serve_webhook(bot: Bot, dispatcher: Dispatcher, runner: UpdateRunner, settings: BotSettings,
@@ -114,7 +119,7 @@ async def _serve_webhook(bot: Bot, dispatcher: Dispatcher, runner: UpdateRunner,
     app = web.Application()
     # Answers 401 to calls without the secret header; handles updates in the background after answering 200.
     app.router.add_post(settings.webhook_path, webhook_handler(runner, settings.webhook_secret.get_secret_value()))
-    app.router.add_get(HEALTH_PATH, _healthz)  # the container's healthcheck (`bot/health.py`)
+    app.router.add_get(HEALTH_PATH, _healthz(dispatcher["store"]))  # the container's healthcheck (`bot/health.py`)
     web_runner = web.AppRunner(app)
     await web_runner.setup()
     try:
@@ -145,7 +150,7 @@ async def run_bot(settings: BotSettings, stop: asyncio.Event) -> None:
         settings.service_url, api_key=api_key, timeout=settings.service_timeout, deadline=settings.service_deadline
     )
     seen = open_recent_updates(settings.storage)
-    bot = build_bot(settings)
+    bot = build_bot(settings, store)
     try:
         dispatcher = build_dispatcher(settings, store, client, throttle)
         runner = UpdateRunner(dispatcher, bot, seen)
