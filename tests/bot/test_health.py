@@ -46,6 +46,22 @@ async def test_webhook_bot_answers_the_health_probe_while_it_runs(fake_api, scri
     assert "does not answer" in check(settings)
 
 
+async def test_webhook_health_probe_reports_history_that_cannot_be_written(fake_api, scripted_settings, tmp_path):
+    directory = tmp_path / "state"
+    port = free_port()
+    settings = _with(scripted_settings, webhook_url="https://bot.example.org/telegram/webhook",
+                     webhook_secret="s3cret-webhook", webhook_port=port,
+                     storage=f"sqlite:///{directory}/history.sqlite3")
+    async with running_bot(settings, fake_api):
+        fake_api.webhook["url"] = f"http://127.0.0.1:{port}/telegram/webhook"
+        shutil.rmtree(directory)
+        directory.write_text("")  # a file where the database's directory was: nothing can be written
+        fake_api.push_message(501, "раз")
+        await fake_api.wait_for("sendMessage", 1, chat_id=501)
+        unhealthy = await asyncio.to_thread(check, settings)
+    assert unhealthy is not None and unhealthy.startswith(f"cannot write the history database {directory}")
+
+
 def test_health_command_fails_with_one_line(tmp_path):
     env = {**os.environ, "SOBESEDNIK_BOT_TOKEN": TOKEN, "SOBESEDNIK_BOT_HEARTBEAT_FILE": str(tmp_path / "beat")}
     result = subprocess.run([sys.executable, "-m", "sobesednik.bot.health"], capture_output=True, text=True,

@@ -109,9 +109,13 @@ async def test_replicas_share_the_seen_update_ids_with_an_expiry(redis_server):
         await two.close()
 
 
-async def test_shutdown_waits_for_the_reply_being_generated(fake_api, chat_service, scripted_settings):
+@pytest.mark.parametrize("mode", ["polling", "webhook"])
+async def test_shutdown_waits_for_the_reply_being_generated(fake_api, chat_service, scripted_settings, mode):
+    settings, local = _webhook(scripted_settings) if mode == "webhook" else (scripted_settings, "")
     chat_service.pieces, chat_service.delay = ["Секунду", ", сейчас", " отвечу", "."], 0.3
-    async with running_bot(scripted_settings, fake_api):
+    async with running_bot(settings, fake_api):
+        if local:
+            fake_api.webhook["url"] = local
         fake_api.push_message(CHAT, "ты тут?")
         await _until(lambda: chat_service.requests)
     # Stopped mid-generation: the reply still went out before the session closed, and was stored once.
