@@ -125,17 +125,19 @@ class UpdateRunner:
                            "since start", update_id, _bad_fields(error), self.skipped)
             return None
 
-    async def submit(self, raw: object) -> None:
-        """Start handling one raw update, unless it does not parse or was handled already."""
+    async def submit(self, raw: object) -> int | None:
+        """Start handling one raw update, unless it does not parse or was handled already; its id, if it has one."""
         update = self.parse(raw)
         if update is None:
-            return
+            update_id = raw.get("update_id") if isinstance(raw, dict) else None
+            return update_id if type(update_id) is int else None
         if not await self.seen.first(self.bot.id, update.update_id):
             logger.info("update %d skipped: delivered again, already handled", update.update_id)
-            return
+            return update.update_id
         task = asyncio.create_task(self.dispatcher.feed_update(self.bot, update))
         self._running[task] = update.update_id
         task.add_done_callback(self._finished)
+        return update.update_id
 
     def _finished(self, task: asyncio.Task[Any]) -> None:
         update_id = self._running.pop(task)
@@ -191,12 +193,13 @@ async def poll(bot: Bot, runner: UpdateRunner, stop: asyncio.Event, *, allowed_u
             continue
         if not done:
             break  # the updates of a poll cut short stay unconfirmed: Telegram delivers them to the next start
+        ids = [update_id for raw in raws if (update_id := await runner.submit(raw)) is not None]
+        if raws and not ids:  # nothing with an id to confirm: the server repeats the batch; do not spin on it
+            await _until_stopped(backoff.asleep(), stop)
+            continue
         backoff.reset()
-        for raw in raws:
-            update_id = raw.get("update_id") if isinstance(raw, dict) else None
-            if isinstance(update_id, int):  # moves past an update that does not parse, too
-                offset = max(offset or 0, update_id + 1)
-            await runner.submit(raw)
+        if ids:  # moves past updates that do not parse, too
+            offset = max(offset or 0, *ids) + 1
     await runner.drain(shutdown_timeout)
 
 
