@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Awaitable, Callable
 
 from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
@@ -104,7 +105,9 @@ async def _serve_polling(bot: Bot, dispatcher: Dispatcher, runner: UpdateRunner,
         await dispatcher.emit_shutdown(bot=bot, **dispatcher.workflow_data)
 
 
-def _healthz(store: HistoryStore):
+def _healthz(store: HistoryStore) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """GET /healthz: 200 while the bot can do its job, 503 with the reason when its history cannot be written."""
+
     async def healthz(request: web.Request) -> web.Response:
         if store.problem is not None:
             return web.Response(status=503, text=store.problem)
