@@ -87,3 +87,51 @@ def test_unwritable_sqlite_path_is_a_config_error(tmp_path):
     blocker.write_text("")
     with pytest.raises(ConfigError, match=r"cannot open the bot's history database .*SOBESEDNIK_BOT_STORAGE"):
         SqliteHistoryStore(blocker / "history.sqlite3", max_messages=10)
+
+
+async def test_sqlite_files_are_private(tmp_path):
+    store = SqliteHistoryStore(tmp_path / "history.sqlite3", max_messages=5)
+    await store.add(1, _message(1))
+    files = sorted(tmp_path.iterdir())
+    modes = {path.name: path.stat().st_mode & 0o777 for path in files}
+    await store.close()
+    assert modes == {"history.sqlite3": 0o600, "history.sqlite3-shm": 0o600, "history.sqlite3-wal": 0o600}
+
+
+async def test_a_database_deleted_while_running_is_recreated_with_its_messages(tmp_path, caplog):
+    path = tmp_path / "history.sqlite3"
+    store = SqliteHistoryStore(path, max_messages=5)
+    await store.add(1, _message(1))
+    for name in ["history.sqlite3", "history.sqlite3-wal", "history.sqlite3-shm"]:
+        (tmp_path / name).unlink()
+    await store.add(1, _message(2))
+    await store.close()
+    assert f"history database {path} was deleted while the bot ran" in caplog.text
+    reopened = SqliteHistoryStore(path, max_messages=5)
+    try:
+        assert [m.message_id for m in await reopened.recent(1, 10)] == [1, 2]
+    finally:
+        await reopened.close()
+
+
+async def test_an_unwritable_database_keeps_messages_in_memory_until_it_can_write(tmp_path, caplog):
+    path = tmp_path / "history.sqlite3"
+    store = SqliteHistoryStore(path, max_messages=5)
+    await store.add(1, _message(1))
+    # Tests run as root, whom file modes do not stop: SQLite's own read-only switch gives the same error.
+    store._db.execute("PRAGMA query_only=ON")
+    await store.add(1, _message(2))  # no error for the handler: the message is kept
+    assert [m.message_id for m in await store.recent(1, 10)] == [1, 2]
+    assert (await store.get(1, 2)) == _message(2)
+    assert store.problem == f"cannot write the history database {path} (attempt to write a readonly database); " \
+                            "1 message(s) kept in memory"
+    assert caplog.text.count("cannot write the history database") == 1
+    store._db.execute("PRAGMA query_only=OFF")
+    await store.add(1, _message(3))
+    assert store.problem is None
+    await store.close()
+    reopened = SqliteHistoryStore(path, max_messages=5)
+    try:
+        assert [m.message_id for m in await reopened.recent(1, 10)] == [1, 2, 3]
+    finally:
+        await reopened.close()

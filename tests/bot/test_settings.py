@@ -63,9 +63,28 @@ def test_webhook_needs_https_and_a_secret():
     assert settings.webhook_secret is not None
 
 
-def test_storage_password_is_hidden_in_logs():
-    settings = BotSettings(token=TOKEN, storage="redis://user:hunter2@redis:6379/0")
-    assert settings.storage_for_logs() == "redis://user:***@redis:6379/0"
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://user:hunter2@redis:6379/0", "redis://user:***@redis:6379/0"),
+        ("redis://:hunter2@redis:6379/0", "redis://:***@redis:6379/0"),
+        ("redis://hunter2@redis:6379/0", "redis://***@redis:6379/0"),
+        ("redis://user:hun@ter2@redis/0", "redis://user:***@redis/0"),  # the last @ ends the credentials
+        ("redis://user:hun#ter2@redis/0", "redis://user:***@redis/0"),  # '#' in a password: still all of it
+        ("redis://user:hun?ter2@redis/0", "redis://user:***@redis/0"),
+        ("rediss://default:hunter2@cache.example.org:6380/1", "rediss://default:***@cache.example.org:6380/1"),
+        ("redis://redis:6379/0?password=hunter2", "redis://redis:6379/0?password=***"),
+        ("redis://redis/0?db=2&pass%77ord=hunter2&ssl_password=hunter2",
+         "redis://redis/0?db=2&pass%77ord=***&ssl_password=***"),
+        ("unix:///run/redis.sock?db=0&password=hunter2", "unix:///run/redis.sock?db=0&password=***"),
+        ("unix://user:hunter2@/run/redis.sock?db=0", "unix://user:***@/run/redis.sock?db=0"),
+        ("sqlite:///data/history.sqlite3", "sqlite:///data/history.sqlite3"),
+    ],
+)
+def test_every_storage_credential_is_hidden_in_logs(url, shown):
+    settings = BotSettings(token=TOKEN, storage=url)
+    assert settings.storage_for_logs() == shown
+    assert "hunter2" not in shown and "ter2" not in shown
 
 
 def test_streaming_and_business_settings_from_env(monkeypatch):

@@ -105,3 +105,23 @@ async def test_a_slot_of_a_dead_replica_expires(redis_server):
         await _take(throttle, 2, 7)
     finally:
         await throttle.close()
+
+
+async def test_idle_users_are_forgotten_so_the_map_stays_bounded():
+    now = [0.0]
+    throttle = MemoryThrottle(messages=2, seconds=30, max_inflight=1, clock=lambda: now[0])
+    for user_id in range(1000):
+        await _take(throttle, user_id, chat_id=user_id)
+    assert throttle.tracked_users == 1000
+    now[0] = 31.0  # every one of them idle for longer than the window
+    await _take(throttle, 5000, chat_id=5000)
+    assert throttle.tracked_users == 1
+    # Forgetting loses no limit: a user inside the window keeps their count.
+    await _take(throttle, 5000, chat_id=5000)
+    with pytest.raises(ThrottledError):
+        await _take(throttle, 5000, chat_id=5000)
+    # A request refused because the chat is busy leaves no entry behind.
+    async with throttle.slot(user_id=1, chat_id=7):
+        with pytest.raises(ThrottledError):
+            await _take(throttle, 2, chat_id=7)
+    assert throttle.tracked_users == 2

@@ -34,6 +34,9 @@ BOT_ID = 7000001
 BOT_USERNAME = "sobesednik_test_bot"
 # Form fields that aiogram sends JSON-encoded.
 _JSON_FIELDS = {"commands", "allowed_updates", "reply_parameters", "entities", "reply_markup", "link_preview_options"}
+# Update ids grow across every fake of a test session, as Telegram's never repeat: bots of different tests that
+# share one redis-server must not see each other's ids as redeliveries.
+_UPDATE_IDS = itertools.count(1)
 _INT_FIELDS = {"chat_id", "offset", "limit", "timeout", "reply_to_message_id", "message_id", "draft_id"}
 
 
@@ -56,7 +59,7 @@ class FakeTelegramAPI:
         self.webhook_responses: list[int] = []  # HTTP statuses the bot's webhook answered
         self.me = {"id": BOT_ID, "is_bot": True, "first_name": "Собеседник", "username": BOT_USERNAME}
         self._updates: list[dict[str, Any]] = []
-        self._update_ids = itertools.count(1)
+        self.last_update: dict[str, Any] | None = None  # the update pushed last, as delivered
         self._message_ids: defaultdict[int, itertools.count] = defaultdict(lambda: itertools.count(1))
         self._messages: dict[tuple[int, int], dict[str, Any]] = {}
         self._chats: dict[int, dict[str, Any]] = {}
@@ -129,7 +132,7 @@ class FakeTelegramAPI:
         return [{"type": "mention", "offset": text.index(f"@{username}"), "length": len(username) + 1}]
 
     def push_update(self, payload: dict[str, Any]) -> None:
-        update = {"update_id": next(self._update_ids), **payload}
+        update = self.last_update = {"update_id": next(_UPDATE_IDS), **payload}
         if self.webhook is not None:
             asyncio.get_running_loop().create_task(self._post_webhook(update))
             return

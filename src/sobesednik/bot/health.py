@@ -4,7 +4,9 @@
 
 Cheap and local, no call to Telegram: in polling mode the bot touches `heartbeat_file` after every answered
 long poll (`HeartbeatMiddleware`), so a file older than `MAX_AGE` means polling stopped or keeps failing; in
-webhook mode the listener answers GET /healthz on its own port.
+webhook mode the listener answers GET /healthz on its own port. Either way a problem of the history store (a
+database that cannot be written, `HistoryStore.problem`) makes the bot unhealthy: the heartbeat file then holds
+its line, and /healthz answers 503 with it.
 """
 
 from __future__ import annotations
@@ -23,10 +25,10 @@ HEALTH_PATH = "/healthz"
 MAX_AGE = 60.0
 
 
-def touch(path: Path) -> None:
-    """Record that the bot has just heard from Telegram."""
+def touch(path: Path, problem: str | None = None) -> None:
+    """Record that the bot has just heard from Telegram, and what is wrong with it, if anything."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.touch()
+    path.write_text(problem or "")
 
 
 def check(settings: BotSettings, now: float | None = None) -> str | None:
@@ -36,14 +38,19 @@ def check(settings: BotSettings, now: float | None = None) -> str | None:
         try:
             with urllib.request.urlopen(url, timeout=4) as response:
                 return None if response.status == 200 else f"{url} answered HTTP {response.status}"
+        except urllib.error.HTTPError as error:
+            return error.read().decode(errors="replace").strip() or f"{url} answered HTTP {error.code}"
         except (urllib.error.URLError, OSError) as error:
             return f"the webhook listener does not answer {url} ({error})"
     if settings.heartbeat_file is None:
         return "SOBESEDNIK_BOT_HEARTBEAT_FILE is not set: polling cannot be checked (the bot image sets it)"
     try:
         age = (time.time() if now is None else now) - settings.heartbeat_file.stat().st_mtime
+        problem = settings.heartbeat_file.read_text().strip()
     except FileNotFoundError:
         return f"no heartbeat at {settings.heartbeat_file}: the bot has not polled Telegram yet"
+    if problem:
+        return problem
     if age > MAX_AGE:
         return f"the last poll of Telegram ended {age:.0f} s ago (more than {MAX_AGE:g} s): polling stopped"
     return None

@@ -14,12 +14,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import os
 import sqlite3
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal, Protocol
 
 from sobesednik.errors import ConfigError
+
+logger = logging.getLogger(__name__)
 
 # A chat's key: Telegram's chat id, or a string for chats the bot sees through a business connection (the
 # owner's chat with a contact has the contact's id, which is also the id of the bot's own chat with that contact).
@@ -54,49 +58,124 @@ class HistoryStore(Protocol):
     async def close(self) -> None:
         """Release the connection."""
 
+    # Why messages are not reaching the database right now (they are kept meanwhile), or None.
+    problem: str | None
+
+
+# Messages kept in memory while the database cannot be written; beyond that the oldest are dropped (and logged).
+_PENDING_MAX = 10_000
+_FileId = tuple[int, int]  # (st_dev, st_ino): which file the path names
+
+
+def _file_id(path: Path) -> _FileId | None:
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return stat.st_dev, stat.st_ino
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Created 0600 before SQLite opens it: SQLite gives the -wal and -shm files the database file's mode.
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across crashes of the bot
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS messages (chat_id INTEGER NOT NULL, message_id INTEGER NOT NULL,"
+        " role TEXT NOT NULL, text TEXT NOT NULL, reply_to INTEGER, PRIMARY KEY (chat_id, message_id))"
+    )
+    return db
+
 
 class SqliteHistoryStore:
-    """One SQLite file in WAL mode; calls run in a worker thread so the event loop never waits on disk."""
+    """One SQLite file in WAL mode; calls run in a worker thread so the event loop never waits on disk.
+
+    A message that cannot be written (a read-only file, a full disk) stays in memory, in the context the model
+    sees, and is written with the next message that can be; `problem` says why meanwhile (the log says it once,
+    the healthcheck while it lasts). A database file deleted under the running bot is noticed on the next write
+    and recreated from the open connection, which still holds every message.
+    """
+
+    problem: str | None = None
 
     def __init__(self, path: Path, *, max_messages: int) -> None:
         self.path = path
         self.max_messages = max_messages
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across crashes of the bot
-            self._db.execute(
-                "CREATE TABLE IF NOT EXISTS messages (chat_id INTEGER NOT NULL, message_id INTEGER NOT NULL,"
-                " role TEXT NOT NULL, text TEXT NOT NULL, reply_to INTEGER, PRIMARY KEY (chat_id, message_id))"
-            )
+            self._db = _connect(path)
         except (OSError, sqlite3.Error) as error:
             raise ConfigError(
                 f"cannot open the bot's history database {path}: {error}. Set SOBESEDNIK_BOT_STORAGE to "
                 "sqlite:///a/writable/file.sqlite3"
             ) from None
-        # One connection shared by the worker threads: serialise its use.
+        self._file = _file_id(path)
+        self._pending: dict[tuple[ChatKey, int], tuple[ChatKey, StoredMessage]] = {}
+        # One connection shared by the worker threads: serialise its use (and of `_pending`).
         self._lock = asyncio.Lock()
 
     async def _run(self, sql: str, *params: object) -> list[tuple]:
         async with self._lock:
             return await asyncio.to_thread(lambda: self._db.execute(sql, params).fetchall())
 
-    async def add(self, chat_id: ChatKey, message: StoredMessage) -> None:
-        def write() -> None:
-            with self._db:  # one transaction: insert and trim together
-                self._db.execute(
-                    "INSERT OR REPLACE INTO messages VALUES (?, ?, ?, ?, ?)",
-                    (chat_id, message.message_id, message.role, message.text, message.reply_to),
-                )
-                self._db.execute(
-                    "DELETE FROM messages WHERE chat_id = ? AND message_id NOT IN"
-                    " (SELECT message_id FROM messages WHERE chat_id = ? ORDER BY message_id DESC LIMIT ?)",
-                    (chat_id, chat_id, self.max_messages),
-                )
+    def _follow_the_file(self) -> None:
+        """Write to the file the path names now: a deleted one is recreated with the connection's content."""
+        if _file_id(self.path) == self._file:
+            return
+        missing = _file_id(self.path) is None
+        fresh = _connect(self.path)
+        if missing:
+            self._db.backup(fresh)  # the old connection still reads the unlinked file (and its WAL)
+        self._db.close()
+        self._db, self._file = fresh, _file_id(self.path)
+        logger.error("history database %s was %s while the bot ran: %s", self.path,
+                     "deleted" if missing else "replaced by another file",
+                     "recreated it from the open connection" if missing else "writing to the new file from now on")
 
+    def _write(self, chat_id: ChatKey, message: StoredMessage) -> None:
+        with self._db:  # one transaction: insert and trim together
+            self._db.execute(
+                "INSERT OR REPLACE INTO messages VALUES (?, ?, ?, ?, ?)",
+                (chat_id, message.message_id, message.role, message.text, message.reply_to),
+            )
+            self._db.execute(
+                "DELETE FROM messages WHERE chat_id = ? AND message_id NOT IN"
+                " (SELECT message_id FROM messages WHERE chat_id = ? ORDER BY message_id DESC LIMIT ?)",
+                (chat_id, chat_id, self.max_messages),
+            )
+
+    def _flush(self) -> None:
+        """Write the pending messages, oldest first; on failure keep the rest and say why in `problem`."""
+        try:
+            self._follow_the_file()
+            for key, (chat_id, message) in list(self._pending.items()):
+                self._write(chat_id, message)
+                del self._pending[key]
+        except (OSError, sqlite3.Error) as error:
+            while len(self._pending) > _PENDING_MAX:
+                del self._pending[next(iter(self._pending))]
+                logger.error("history database %s: more than %d messages waiting; dropped the oldest", self.path,
+                             _PENDING_MAX)
+            if self.problem is None:  # once per outage; the healthcheck repeats it while it lasts
+                logger.error("cannot write the history database %s (%s: %s); keeping messages in memory until it "
+                             "can be written", self.path, type(error).__name__, error)
+            self.problem = (f"cannot write the history database {self.path} ({error}); {len(self._pending)} "
+                            "message(s) kept in memory")
+            return
+        if self.problem is not None:
+            logger.warning("history database %s is writable again; the messages kept in memory are written",
+                           self.path)
+            self.problem = None
+
+    async def add(self, chat_id: ChatKey, message: StoredMessage) -> None:
         async with self._lock:
-            await asyncio.to_thread(write)
+            self._pending.pop((chat_id, message.message_id), None)  # an edit goes after what it replaces
+            self._pending[chat_id, message.message_id] = (chat_id, message)
+            await asyncio.to_thread(self._flush)
+
+    def _pending_of(self, chat_id: ChatKey) -> dict[int, StoredMessage]:
+        return {message.message_id: message for chat, message in self._pending.values() if chat == chat_id}
 
     async def get(self, chat_id: ChatKey, message_id: int) -> StoredMessage | None:
         rows = await self._run(
@@ -104,7 +183,8 @@ class SqliteHistoryStore:
             chat_id,
             message_id,
         )
-        return StoredMessage(*rows[0]) if rows else None
+        pending = self._pending_of(chat_id).get(message_id)
+        return pending or (StoredMessage(*rows[0]) if rows else None)
 
     async def recent(self, chat_id: ChatKey, limit: int) -> list[StoredMessage]:
         rows = await self._run(
@@ -113,18 +193,29 @@ class SqliteHistoryStore:
             chat_id,
             limit,
         )
-        return [StoredMessage(*row) for row in reversed(rows)]
+        messages = {row[0]: StoredMessage(*row) for row in rows} | self._pending_of(chat_id)
+        return [messages[message_id] for message_id in sorted(messages)[-limit:]]
 
     async def clear(self, chat_id: ChatKey) -> None:
+        async with self._lock:
+            for key in [key for key, (chat, _) in self._pending.items() if chat == chat_id]:
+                del self._pending[key]
         await self._run("DELETE FROM messages WHERE chat_id = ?", chat_id)
 
     async def close(self) -> None:
         async with self._lock:
+            if self._pending:
+                await asyncio.to_thread(self._flush)
+            if self._pending:
+                logger.error("history database %s: %d message(s) could not be written and are lost", self.path,
+                             len(self._pending))
             self._db.close()
 
 
 class RedisHistoryStore:
     """Per chat: a hash `message_id → JSON` and a sorted set of ids; several bot replicas can share it."""
+
+    problem: str | None = None  # a Redis that fails raises on the call; nothing is kept to report
 
     def __init__(self, url: str, *, max_messages: int, prefix: str = "sobesednik:bot") -> None:
         import redis.asyncio  # only the Redis deployments need the client

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Awaitable, Callable
 
 from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
@@ -19,7 +20,6 @@ from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.exceptions import TelegramNetworkError, TelegramUnauthorizedError
 from aiogram.types import BotCommand
-from aiogram.webhook.aiohttp_server import SimpleRequestHandler
 from aiohttp import web
 
 from sobesednik.bot import texts
@@ -32,17 +32,18 @@ from sobesednik.bot.middlewares import AccessMiddleware, HeartbeatMiddleware, Re
 from sobesednik.bot.settings import BotSettings
 from sobesednik.bot.streaming import DraftGate
 from sobesednik.bot.throttle import Throttle, open_throttle
+from sobesednik.bot.updates import UpdateRunner, open_recent_updates, poll, webhook_handler
 from sobesednik.errors import ConfigError, ServiceError
 
 logger = logging.getLogger(__name__)
 
 
-def build_bot(settings: BotSettings) -> Bot:
+def build_bot(settings: BotSettings, store: HistoryStore) -> Bot:
     """aiogram's Bot on the configured Bot API server, with flood-control retries on every call."""
     session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api))
     session.middleware(RetryAfterMiddleware(settings.flood_retries))
     if settings.heartbeat_file is not None:
-        session.middleware(HeartbeatMiddleware(settings.heartbeat_file))
+        session.middleware(HeartbeatMiddleware(settings.heartbeat_file, store))
     # A user may delete the message the bot is answering; the answer is still worth sending.
     return Bot(settings.token_value, session=session, default=DefaultBotProperties(allow_sending_without_reply=True))
 
@@ -93,36 +94,39 @@ async def _prepare(bot: Bot, dispatcher: Dispatcher, settings: BotSettings) -> N
         await bot.delete_webhook(drop_pending_updates=False)
 
 
-async def _serve_polling(bot: Bot, dispatcher: Dispatcher, stop: asyncio.Event) -> None:
-    polling = asyncio.create_task(
-        dispatcher.start_polling(
-            bot, handle_signals=False, close_bot_session=False, allowed_updates=dispatcher.resolve_used_update_types()
-        )
-    )
-    stopped = asyncio.create_task(stop.wait())
-    await asyncio.wait([polling, stopped], return_when=asyncio.FIRST_COMPLETED)
-    if not polling.done():
-        await dispatcher.stop_polling()
-    stopped.cancel()
-    await polling  # re-raises what ended polling early
+async def _serve_polling(bot: Bot, dispatcher: Dispatcher, runner: UpdateRunner, settings: BotSettings,
+                         stop: asyncio.Event) -> None:
+    await dispatcher.emit_startup(bot=bot, **dispatcher.workflow_data)
+    logger.info("polling for updates")
+    try:
+        await poll(bot, runner, stop, allowed_updates=dispatcher.resolve_used_update_types(),
+                   shutdown_timeout=settings.shutdown_timeout)
+    finally:
+        await dispatcher.emit_shutdown(bot=bot, **dispatcher.workflow_data)
 
 
-async def _healthz(request: web.Request) -> web.Response:
-    return web.Response(text="ok")
+def _healthz(store: HistoryStore) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """GET /healthz: 200 while the bot can do its job, 503 with the reason when its history cannot be written."""
+
+    async def healthz(request: web.Request) -> web.Response:
+        if store.problem is not None:
+            return web.Response(status=503, text=store.problem)
+        return web.Response(text="ok")
+
+    return healthz
 
 
-async def _serve_webhook(bot: Bot, dispatcher: Dispatcher, settings: BotSettings, stop: asyncio.Event) -> None:
+async def _serve_webhook(bot: Bot, dispatcher: Dispatcher, runner: UpdateRunner, settings: BotSettings,
+                         stop: asyncio.Event) -> None:
     assert settings.webhook_url is not None and settings.webhook_secret is not None  # checked by BotSettings
     app = web.Application()
     # Answers 401 to calls without the secret header; handles updates in the background after answering 200.
-    SimpleRequestHandler(dispatcher, bot, secret_token=settings.webhook_secret.get_secret_value()).register(
-        app, path=settings.webhook_path
-    )
-    app.router.add_get(HEALTH_PATH, _healthz)  # the container's healthcheck (`bot/health.py`)
-    runner = web.AppRunner(app)
-    await runner.setup()
+    app.router.add_post(settings.webhook_path, webhook_handler(runner, settings.webhook_secret.get_secret_value()))
+    app.router.add_get(HEALTH_PATH, _healthz(dispatcher["store"]))  # the container's healthcheck (`bot/health.py`)
+    web_runner = web.AppRunner(app)
+    await web_runner.setup()
     try:
-        await web.TCPSite(runner, settings.webhook_host, settings.webhook_port).start()
+        await web.TCPSite(web_runner, settings.webhook_host, settings.webhook_port).start()
         logger.info("webhook listening on %s:%d%s", settings.webhook_host, settings.webhook_port, settings.webhook_path)
         # Only once we listen: Telegram starts calling right away. Replicas all set the same URL and secret.
         await bot.set_webhook(
@@ -132,9 +136,12 @@ async def _serve_webhook(bot: Bot, dispatcher: Dispatcher, settings: BotSettings
         )
         await dispatcher.emit_startup(bot=bot, **dispatcher.workflow_data)
         await stop.wait()
-        await dispatcher.emit_shutdown(bot=bot, **dispatcher.workflow_data)
     finally:
-        await runner.cleanup()
+        # Stop taking calls first (Telegram retries them, on this replica's successor or another), then let the
+        # running handlers finish before the session and the stores close under them.
+        await web_runner.cleanup()
+        await runner.drain(settings.shutdown_timeout)
+        await dispatcher.emit_shutdown(bot=bot, **dispatcher.workflow_data)
 
 
 async def run_bot(settings: BotSettings, stop: asyncio.Event) -> None:
@@ -145,16 +152,19 @@ async def run_bot(settings: BotSettings, stop: asyncio.Event) -> None:
     client = ServiceClient(
         settings.service_url, api_key=api_key, timeout=settings.service_timeout, deadline=settings.service_deadline
     )
-    bot = build_bot(settings)
+    seen = open_recent_updates(settings.storage)
+    bot = build_bot(settings, store)
     try:
         dispatcher = build_dispatcher(settings, store, client, throttle)
+        runner = UpdateRunner(dispatcher, bot, seen)
         await _prepare(bot, dispatcher, settings)
         if settings.webhook_url is None:
-            await _serve_polling(bot, dispatcher, stop)
+            await _serve_polling(bot, dispatcher, runner, settings, stop)
         else:
-            await _serve_webhook(bot, dispatcher, settings, stop)
+            await _serve_webhook(bot, dispatcher, runner, settings, stop)
     finally:
         await bot.session.close()
+        await seen.close()
         await client.aclose()
         await throttle.close()
         await store.close()

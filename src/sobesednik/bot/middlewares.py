@@ -26,6 +26,7 @@ from aiogram.methods.base import TelegramType
 from aiogram.types import TelegramObject, Update
 
 from sobesednik.bot.health import touch
+from sobesednik.bot.history import HistoryStore
 from sobesednik.bot.streaming import is_best_effort
 
 logger = logging.getLogger(__name__)
@@ -54,17 +55,19 @@ class RetryAfterMiddleware(BaseRequestMiddleware):
 
 
 class HeartbeatMiddleware(BaseRequestMiddleware):
-    """Touch the heartbeat file whenever a long poll (getUpdates) comes back: the healthcheck reads its age."""
+    """Touch the heartbeat file whenever a long poll (getUpdates) comes back: the healthcheck reads its age, and
+    the history store's problem written into it."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, store: HistoryStore) -> None:
         self.path = path
+        self.store = store
 
     async def __call__(
         self, make_request: NextRequestMiddlewareType[TelegramType], bot: Bot, method: TelegramMethod[TelegramType]
     ) -> Response[TelegramType]:
         response = await make_request(bot, method)
         if isinstance(method, GetUpdates):
-            touch(self.path)
+            touch(self.path, self.store.problem)
         return response
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import unquote_plus, urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -109,6 +110,13 @@ class BotSettings(BaseSettings):
     webhook_port: int = Field(8081, ge=1, le=65535)  # port of the webhook listener
     webhook_path: str = "/telegram/webhook"  # path of the listener (a reverse proxy maps webhook_url to it)
 
+    shutdown_timeout: float = Field(
+        30.0,
+        gt=0,
+        description="seconds a stopping bot waits for replies being generated before it closes; updates still "
+        "unanswered then are left for Telegram to deliver again. Keep the container's stop grace period above it",
+    )
+
     # --- health ---
     heartbeat_file: Path | None = Field(
         None,
@@ -183,5 +191,34 @@ class BotSettings(BaseSettings):
         return self.token.get_secret_value().strip()
 
     def storage_for_logs(self) -> str:
-        """The storage URL with any password replaced by `***`."""
-        return re.sub(r"//([^:/@]*):[^@]*@", r"//\1:***@", self.storage)
+        """The storage URL with every credential redis-py would read from it replaced by `***`."""
+        return mask_url(self.storage)
+
+
+# Query arguments of a Redis URL that are not secrets; redis-py passes every other one to the connection, and
+# `password`, `ssl_password` or a name yet unknown may be one: their values are masked.
+_PLAIN_QUERY = frozenset({
+    "db", "username", "client_name", "protocol", "decode_responses", "encoding", "max_connections",
+    "socket_timeout", "socket_connect_timeout", "socket_keepalive", "retry_on_timeout", "health_check_interval",
+    "timeout", "ssl_cert_reqs", "ssl_check_hostname", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile",
+})
+
+
+def mask_url(url: str) -> str:
+    """`url` with the password of `user:pass@` (a lone `secret@` whole), every query value that may be a secret
+    and any fragment replaced by `***`. Credentials end at the last `@`, as for redis-py, and are cut out before
+    anything else is parsed: a `#` or `?` inside a password must not leave part of it outside them."""
+    scheme, _, rest = url.partition("://")
+    userinfo, at, rest = rest.rpartition("@")
+    credentials = ""
+    if at:
+        user, colon, _ = userinfo.partition(":")
+        credentials = f"{user}:***@" if colon else "***@"
+    parts = urlsplit(f"{scheme}://{rest}")
+    pairs = []
+    for pair in parts.query.split("&") if parts.query else []:
+        key, equals, _ = pair.partition("=")
+        pairs.append(pair if unquote_plus(key) in _PLAIN_QUERY else f"{key}{equals}***")
+    query = f"?{'&'.join(pairs)}" if pairs else ""
+    fragment = "#***" if parts.fragment else ""
+    return f"{scheme}://{credentials}{parts.netloc}{parts.path}{query}{fragment}"

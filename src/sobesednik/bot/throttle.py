@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections import defaultdict, deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Protocol
 
@@ -42,22 +42,42 @@ class Throttle(Protocol):
 class MemoryThrottle:
     """Per-user sliding-window rate limit and per-chat limit of generations in flight, in this process."""
 
-    def __init__(self, *, messages: int, seconds: float, max_inflight: int) -> None:
+    def __init__(self, *, messages: int, seconds: float, max_inflight: int,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.messages = messages
         self.seconds = seconds
         self.max_inflight = max_inflight
+        self.clock = clock
         self._sent: defaultdict[int, deque[float]] = defaultdict(deque)
         self._inflight: defaultdict[ChatKey, int] = defaultdict(int)
+        self._swept = clock()
+
+    def _forget_idle_users(self, now: float) -> None:
+        # A user whose newest request left the window has nothing to limit: drop them, or the map holds every
+        # user ever seen. Once per window, so the sweep costs O(1) per request on average.
+        if now - self._swept < self.seconds:
+            return
+        self._swept = now
+        for user_id in [user for user, sent in self._sent.items() if now - sent[-1] >= self.seconds]:
+            del self._sent[user_id]
+
+    @property
+    def tracked_users(self) -> int:
+        """Users with a request in the window, or idle for less than one window more."""
+        return len(self._sent)
 
     @asynccontextmanager
     async def slot(self, user_id: int, chat_id: ChatKey) -> AsyncIterator[None]:
-        now = time.monotonic()
+        now = self.clock()
+        self._forget_idle_users(now)
         sent = self._sent[user_id]
         while sent and now - sent[0] >= self.seconds:
             sent.popleft()
         if len(sent) >= self.messages:
             raise ThrottledError(self.seconds - (now - sent[0]))
-        if self._inflight[chat_id] >= self.max_inflight:
+        if self._inflight.get(chat_id, 0) >= self.max_inflight:
+            if not sent:
+                del self._sent[user_id]  # nothing recorded for this user: no entry to keep
             raise ThrottledError(0)
         sent.append(now)
         self._inflight[chat_id] += 1
