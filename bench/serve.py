@@ -158,7 +158,9 @@ def run_ours(model: Path, mode: str, users: int, rounds: int, stagger: float = 0
     from service_process import run_service
 
     args = OURS[mode]
-    with run_service(model, args=(*args, "--max-batch-size", str(USERS), "--max-wait-ms", "20"),
+    # A shared machine can be many times slower than a quiet one: no 504 from the service's request timeout.
+    with run_service(model, args=(*args, "--max-batch-size", str(USERS), "--max-wait-ms", "20",
+                                  "--request-timeout-s", "3600"),
                      ready_timeout=600) as service:
         rss = PeakRss(service.process.pid)
         body = {"max_tokens": REPLY_TOKENS, "min_tokens": REPLY_TOKENS, **CARD}
@@ -342,6 +344,63 @@ def beam_cost(model: Path) -> dict:
     return seconds
 
 
+def agreement(model: Path, replies: int = 8) -> dict:
+    """Greedy top-1 agreement with fp32 of each path `auto` may pick here, and of int8 variants, on this model.
+
+    Teacher-forced (`optimize.top1_agreement`) on fp32's own greedy replies to the bench dialogues. A random model's
+    logits are nearly flat, so a small error flips its argmax far more often than a trained model's: the figures
+    are a pessimistic bound for ruDialoGPT.
+    """
+    import copy
+
+    import torch
+    from torch import nn
+
+    from sobesednik.dialogue import render
+    from sobesednik.hardware import probe
+    from sobesednik.inference.optimize import conv1d_to_linear, fuse_gelu, optimize_model, top1_agreement
+    from sobesednik.modeling.load import load_model
+
+    reference, tokenizer = load_model(str(model))
+    reference.eval()
+    sequences, lengths = [], []
+    with torch.inference_mode():
+        for dialogue in dialogues(replies):
+            prompt = tokenizer.encode(render(dialogue, add_generation_prompt=True), add_special_tokens=False)
+            out = reference.generate(torch.tensor([prompt]), do_sample=False, max_new_tokens=REPLY_TOKENS,
+                                     min_new_tokens=REPLY_TOKENS, repetition_penalty=CARD["repetition_penalty"],
+                                     pad_token_id=tokenizer.pad_token_id)
+            sequences.append(out[0].tolist())
+            lengths.append(len(prompt))
+
+    def int8_variant(qconfig: object | None, lm_head_fp32: bool) -> nn.Module:
+        candidate = copy.deepcopy(reference)
+        fuse_gelu(candidate)
+        conv1d_to_linear(candidate)
+        names = {name for name, module in candidate.named_modules()
+                 if type(module) is nn.Linear and not (lm_head_fp32 and name == "lm_head")}
+        spec = {name: qconfig for name in names} if qconfig else names
+        return torch.ao.quantization.quantize_dynamic(candidate, spec, dtype=torch.qint8)
+
+    candidates = {}
+    if probe().int8:
+        candidates["int8 (serve's: per-tensor, all linears)"] = lambda: optimize_model(
+            copy.deepcopy(reference), dtype="float32", quantize="int8")
+        per_channel = torch.ao.quantization.per_channel_dynamic_qconfig
+        candidates["int8 per-channel"] = lambda: int8_variant(per_channel, lm_head_fp32=False)
+        candidates["int8, lm_head fp32"] = lambda: int8_variant(None, lm_head_fp32=True)
+        candidates["int8 per-channel, lm_head fp32"] = lambda: int8_variant(per_channel, lm_head_fp32=True)
+    if probe().native_bf16:
+        candidates["bf16 (serve's: packed where oneDNN has it)"] = lambda: optimize_model(
+            copy.deepcopy(reference), dtype="bfloat16", quantize="none")
+    result = {}
+    for name, build in candidates.items():
+        result[name] = top1_agreement(reference, build(), sequences, lengths)
+        print(f"greedy top-1 agreement with fp32, {name}: {result[name]:.3f} "
+              f"({replies} replies x {REPLY_TOKENS} tokens, random weights: pessimistic)", flush=True)
+    return result
+
+
 def skip_reason(mode: str) -> str | None:
     """Why `mode` cannot run (well) on this CPU, or None."""
     from sobesednik.hardware import probe
@@ -385,6 +444,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="requests per user, one after another")
     parser.add_argument("--modes", help=f"comma-separated engines, from: {', '.join(MODES)} (default: all)")
     parser.add_argument("--model-dir", type=Path, default=Path("/tmp/sobesednik-bench/rudialogpt-medium-random"))
+    parser.add_argument("--agreement", action="store_true",
+                        help="only measure greedy top-1 agreement with fp32 of the paths auto may pick, then stop")
     parser.add_argument("--out", type=Path, help="also write the figures as JSON here")
     parser.add_argument("--stagger", type=float, default=0.0,
                         help="seconds between users' first requests (0: all at once); ours only, then stop")
@@ -397,6 +458,9 @@ def main() -> None:
     model = build_model(args.model_dir)
     print(f"{USERS} users x {rounds} rounds, {REPLY_TOKENS} forced tokens per reply, {psutil.cpu_count()} CPUs",
           flush=True)
+    if args.agreement:
+        agreement(model)
+        return
     runnable = []
     for mode in modes:
         if reason := skip_reason(mode):
@@ -429,10 +493,12 @@ def main() -> None:
     print(f"copy bandwidth {bandwidth:.1f} GB/s bounds batch 1 at " +
           ", ".join(f"{bound:.0f} tok/s ({name} weights)" for name, bound in bounds.items()), flush=True)
     beams = {} if args.quick else beam_cost(model)
+    agreements = {} if args.quick else agreement(model)
     if args.out:
         args.out.write_text(json.dumps({"cpu": probe().describe(), "auto_path": serving_path("auto", "auto").describe(),
                                         "rows": rows, "batch1": singles, "bandwidth_gbs": bandwidth,
-                                        "bounds": bounds, "beams": beams}, indent=2))
+                                        "bounds": bounds, "beams": beams,
+                                        "agreement": agreements}, indent=2))
 
 
 if __name__ == "__main__":
