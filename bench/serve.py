@@ -456,11 +456,11 @@ def main() -> None:
         parser.error(f"unknown modes {', '.join(sorted(unknown))}: use some of {', '.join(MODES)}")
     print(f"{probe().describe()}; serve's auto path here: {serving_path('auto', 'auto').describe()}", flush=True)
     model = build_model(args.model_dir)
-    print(f"{USERS} users x {rounds} rounds, {REPLY_TOKENS} forced tokens per reply, {psutil.cpu_count()} CPUs",
-          flush=True)
     if args.agreement:
         agreement(model)
         return
+    print(f"{USERS} users x {rounds} rounds, {REPLY_TOKENS} forced tokens per reply, {psutil.cpu_count()} CPUs",
+          flush=True)
     runnable = []
     for mode in modes:
         if reason := skip_reason(mode):
