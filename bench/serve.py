@@ -431,7 +431,7 @@ def print_ratios(rows: list[dict]) -> None:
             continue
         ours = by_name[mode]
         parts = [f"{other} {ours['tokens_per_s'] / by_name[other]['tokens_per_s']:.2f}x"
-                 for other in ("naive", baseline, "ct2") if other in by_name]
+                 for other in ("naive", baseline, "ct2-int8") if other in by_name]
         print(f"{mode} tokens/s against: " + ", ".join(parts), flush=True)
 
 
