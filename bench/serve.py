@@ -6,12 +6,20 @@ settings with n=1 and the same forced reply length (40 tokens: the closing token
 the differences come from the engine, not from doing less work. 16 simulated users each send a dialogue and
 wait for the reply, `--rounds` times.
 
-  ours-*   `sobesednik serve` (a real process, HTTP): dynamic batching, bf16 or dynamic int8
-  naive    a FastAPI endpoint calling `model.generate` per request in fp32 (the usual way)
-  ct2      CTranslate2 int8 `generate_batch` of all 16 users at once, in-process (fastest-engine reference)
+  ours-auto         `sobesednik serve` with its defaults (`--dtype auto --quantize auto`): what users get
+  ours-fp32         `serve --dtype float32 --quantize none`
+  ours-int8         `serve --quantize int8` (dynamic int8 linears)
+  ours-bf16         `serve --dtype bfloat16` (oneDNN-packed where the CPU has native bf16)
+  hf-generate       plain `transformers` `generate` on one left-padded batch of all 16 users, fp32, in-process
+  hf-generate-bf16  the same with bf16 weights
+  naive             a FastAPI endpoint calling `model.generate` per request in fp32 (the usual way)
+  ct2               CTranslate2 int8 `generate_batch` of all 16 users at once, in-process (fastest-engine reference)
 
-Prints aggregate tokens/s, p50/p95 latency and peak RSS of each, batch-1 tokens/s of ours beside this machine's
-memory-bandwidth bound, and the cost of the model card's 3-beam / 3-sequence setting per reply.
+A mode this CPU cannot run well is skipped with a line saying why (bf16 without native bf16 only emulates it;
+int8 without an int8 engine; ct2 without the package). Prints the CPU, its class and the path `auto` picks,
+aggregate tokens/s, p50/p95 latency and peak RSS of each engine, the ratios of ours against naive and against
+`transformers` at the same precision, batch-1 tokens/s of ours beside this machine's memory-bandwidth bound,
+and the cost of the model card's 3-beam / 3-sequence setting per reply.
 
     flock /tmp/sobesednik-bench.lock .venv/bin/python bench/serve.py            # ~10 min on 2 cores
     flock /tmp/sobesednik-bench.lock .venv/bin/python bench/serve.py --quick    # 1 round, fewer modes
@@ -40,6 +48,10 @@ USERS = 16
 VOCAB = 50261  # ruDialoGPT-medium's vocabulary
 REPLY_TOKENS = 40  # the model card's max_new_tokens, forced
 PROMPT_WORDS = (20, 60)  # words per simulated dialogue
+OURS = {"ours-auto": (), "ours-fp32": ("--dtype", "float32", "--quantize", "none"),
+        "ours-int8": ("--quantize", "int8"), "ours-bf16": ("--dtype", "bfloat16")}
+HF = {"hf-generate": "float32", "hf-generate-bf16": "bfloat16"}
+MODES = (*OURS, *HF, "naive", "ct2")
 CARD = {"temperature": 1.2, "top_p": 0.95, "top_k": 10, "repetition_penalty": 1.2, "no_repeat_ngram_size": 2}
 
 
@@ -145,8 +157,10 @@ def report(name: str, wall: float, latencies: list[float], tokens: int, rss: flo
 def run_ours(model: Path, mode: str, users: int, rounds: int, stagger: float = 0.0) -> dict:
     from service_process import run_service
 
-    args = {"ours-bf16": ("--dtype", "bfloat16"), "ours-int8": ("--quantize", "int8"), "ours-fp32": ()}[mode]
-    with run_service(model, args=(*args, "--max-batch-size", str(USERS), "--max-wait-ms", "20"),
+    args = OURS[mode]
+    # A shared machine can be many times slower than a quiet one: no 504 from the service's request timeout.
+    with run_service(model, args=(*args, "--max-batch-size", str(USERS), "--max-wait-ms", "20",
+                                  "--request-timeout-s", "3600"),
                      ready_timeout=600) as service:
         rss = PeakRss(service.process.pid)
         body = {"max_tokens": REPLY_TOKENS, "min_tokens": REPLY_TOKENS, **CARD}
@@ -248,6 +262,44 @@ def run_ct2(model: Path, users: int, rounds: int) -> dict:
     return report(f"ct2-int8@{users}", result["wall"], result["latencies"], result["tokens"], rss.stop())
 
 
+# ---- (d) plain transformers on one batch, run as `bench/serve.py --child-hf MODEL USERS ROUNDS DTYPE` -----------
+
+def child_hf(model_dir: Path, users: int, rounds: int, dtype: str) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from sobesednik.dialogue import render
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, padding_side="left")
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, dtype)).eval()
+    texts = [render(d, add_generation_prompt=True) for d in dialogues(users * rounds)]
+    common = {"do_sample": True, "top_k": CARD["top_k"], "top_p": CARD["top_p"], "temperature": CARD["temperature"],
+              "repetition_penalty": CARD["repetition_penalty"], "no_repeat_ngram_size": CARD["no_repeat_ngram_size"],
+              "pad_token_id": tokenizer.pad_token_id}
+    latencies, tokens = [], 0
+    with torch.inference_mode():
+        warm = tokenizer(texts[:1], return_tensors="pt", add_special_tokens=False)
+        model.generate(**warm, **common, max_new_tokens=2, min_new_tokens=2)
+        start = time.perf_counter()
+        for r in range(rounds):
+            batch_start = time.perf_counter()
+            ids = tokenizer(texts[r * users:(r + 1) * users], return_tensors="pt", padding=True,
+                            add_special_tokens=False)
+            out = model.generate(**ids, **common, max_new_tokens=REPLY_TOKENS, min_new_tokens=REPLY_TOKENS)
+            latencies += [time.perf_counter() - batch_start] * users  # every user waits for the whole batch
+            tokens += (out.shape[1] - ids["input_ids"].shape[1]) * users
+    print(json.dumps({"wall": time.perf_counter() - start, "latencies": latencies, "tokens": tokens}))
+
+
+def run_hf(model: Path, mode: str, users: int, rounds: int) -> dict:
+    command = [sys.executable, __file__, "--child-hf", str(model), str(users), str(rounds), HF[mode]]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    rss = PeakRss(process.pid)
+    output, _ = process.communicate()
+    result = json.loads(output.strip().splitlines()[-1])
+    return report(f"{mode}@{users}", result["wall"], result["latencies"], result["tokens"], rss.stop())
+
+
 # ---- batch 1 against the memory-bandwidth bound, and the 3-beam / 3-sequence cost ---------------------------
 
 def memory_bandwidth_gbs() -> float:
@@ -265,13 +317,14 @@ def memory_bandwidth_gbs() -> float:
 
 
 def beam_cost(model: Path) -> dict:
-    """Seconds per reply of the card's 3-beam / 3-sequence sampling against one sampled sequence (bf16, batch 1)."""
+    """Seconds per reply of the card's 3-beam / 3-sequence sampling against one sampled sequence (serve's auto
+    path, batch 1)."""
     import torch
 
     from sobesednik.dialogue import render
     from sobesednik.inference.generator import Generator
 
-    generator = Generator.load(model, dtype="bfloat16")
+    generator = Generator.load(model, dtype="auto", quantize="auto")
     ids = generator.tokenizer(render(dialogues(1)[0], add_generation_prompt=True), return_tensors="pt")
     common = {"do_sample": True, "max_new_tokens": REPLY_TOKENS, "min_new_tokens": REPLY_TOKENS,
               "top_k": CARD["top_k"], "top_p": CARD["top_p"], "temperature": CARD["temperature"],
@@ -285,59 +338,167 @@ def beam_cost(model: Path) -> dict:
             start = time.perf_counter()
             generator.model.generate(**ids, **common, **extra)
             seconds[name] = time.perf_counter() - start
-    print(f"model card's 3-beam/3-sequence reply: {seconds['3 beams x 3 sequences']:.2f} s against "
+    print(f"model card's 3-beam/3-sequence reply (HF generate): {seconds['3 beams x 3 sequences']:.2f} s against "
           f"{seconds['1 sequence']:.2f} s for one sampled sequence "
           f"({seconds['3 beams x 3 sequences'] / seconds['1 sequence']:.1f}x)", flush=True)
     return seconds
 
 
+def agreement(model: Path, replies: int = 8) -> dict:
+    """Greedy top-1 agreement with fp32 of each path `auto` may pick here, and of int8 variants, on this model.
+
+    Teacher-forced (`optimize.top1_agreement`) on fp32's own greedy replies to the bench dialogues. A random model's
+    logits are nearly flat, so a small error flips its argmax far more often than a trained model's: the figures
+    are a pessimistic bound for ruDialoGPT.
+    """
+    import copy
+
+    import torch
+    from torch import nn
+
+    from sobesednik.dialogue import render
+    from sobesednik.hardware import probe
+    from sobesednik.inference.optimize import conv1d_to_linear, fuse_gelu, optimize_model, top1_agreement
+    from sobesednik.modeling.load import load_model
+
+    reference, tokenizer = load_model(str(model))
+    reference.eval()
+    sequences, lengths = [], []
+    with torch.inference_mode():
+        for dialogue in dialogues(replies):
+            prompt = tokenizer.encode(render(dialogue, add_generation_prompt=True), add_special_tokens=False)
+            out = reference.generate(torch.tensor([prompt]), do_sample=False, max_new_tokens=REPLY_TOKENS,
+                                     min_new_tokens=REPLY_TOKENS, repetition_penalty=CARD["repetition_penalty"],
+                                     pad_token_id=tokenizer.pad_token_id)
+            sequences.append(out[0].tolist())
+            lengths.append(len(prompt))
+
+    def int8_variant(qconfig: object | None, lm_head_fp32: bool) -> nn.Module:
+        candidate = copy.deepcopy(reference)
+        fuse_gelu(candidate)
+        conv1d_to_linear(candidate)
+        names = {name for name, module in candidate.named_modules()
+                 if type(module) is nn.Linear and not (lm_head_fp32 and name == "lm_head")}
+        spec = {name: qconfig for name in names} if qconfig else names
+        return torch.ao.quantization.quantize_dynamic(candidate, spec, dtype=torch.qint8)
+
+    candidates = {}
+    if probe().int8:
+        candidates["int8 (serve's: per-tensor, all linears)"] = lambda: optimize_model(
+            copy.deepcopy(reference), dtype="float32", quantize="int8")
+        per_channel = torch.ao.quantization.per_channel_dynamic_qconfig
+        candidates["int8 per-channel"] = lambda: int8_variant(per_channel, lm_head_fp32=False)
+        candidates["int8, lm_head fp32"] = lambda: int8_variant(None, lm_head_fp32=True)
+        candidates["int8 per-channel, lm_head fp32"] = lambda: int8_variant(per_channel, lm_head_fp32=True)
+    if probe().native_bf16:
+        candidates["bf16 (serve's: packed where oneDNN has it)"] = lambda: optimize_model(
+            copy.deepcopy(reference), dtype="bfloat16", quantize="none")
+    result = {}
+    for name, build in candidates.items():
+        result[name] = top1_agreement(reference, build(), sequences, lengths)
+        print(f"greedy top-1 agreement with fp32, {name}: {result[name]:.3f} "
+              f"({replies} replies x {REPLY_TOKENS} tokens, random weights: pessimistic)", flush=True)
+    return result
+
+
+def skip_reason(mode: str) -> str | None:
+    """Why `mode` cannot run (well) on this CPU, or None."""
+    from sobesednik.hardware import probe
+
+    capabilities = probe()
+    if mode in ("ours-bf16", "hf-generate-bf16") and not capabilities.native_bf16:
+        return f"CPU class {capabilities.cpu_class} has no native bf16: torch would only emulate it, slower than fp32"
+    if mode == "ours-int8" and not capabilities.int8:
+        return f"torch has no dynamic-int8 engine for CPU class {capabilities.cpu_class}"
+    if mode == "ct2":
+        try:
+            import ctranslate2  # noqa: F401
+        except ImportError:
+            return "ctranslate2 is not installed (pip install ctranslate2)"
+    return None
+
+
+def print_ratios(rows: list[dict]) -> None:
+    """Each of ours against naive and against `transformers` at the same precision (int8: against fp32)."""
+    from sobesednik.hardware import serving_path
+
+    by_name = {r["engine"].split("@")[0]: r for r in rows}
+    auto = serving_path("auto", "auto")
+    same_precision = {"ours-fp32": "hf-generate", "ours-int8": "hf-generate", "ours-bf16": "hf-generate-bf16",
+                      "ours-auto": "hf-generate-bf16" if auto.dtype == "bfloat16" else "hf-generate"}
+    for mode, baseline in same_precision.items():
+        if mode not in by_name:
+            continue
+        ours = by_name[mode]
+        parts = [f"{other} {ours['tokens_per_s'] / by_name[other]['tokens_per_s']:.2f}x"
+                 for other in ("naive", baseline, "ct2-int8") if other in by_name]
+        print(f"{mode} tokens/s against: " + ", ".join(parts), flush=True)
+
+
 def main() -> None:
+    from sobesednik.hardware import probe, serving_path
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="1 round, ours-bf16 only, no beam measurement")
+    parser.add_argument("--quick", action="store_true", help="1 round, ours-auto against hf-generate, naive and "
+                        "ct2, no beam measurement")
     parser.add_argument("--rounds", type=int, default=2, help="requests per user, one after another")
-    parser.add_argument("--modes", help="comma-separated engines (default: ours-bf16,ours-int8,naive,ct2)")
+    parser.add_argument("--modes", help=f"comma-separated engines, from: {', '.join(MODES)} (default: all)")
     parser.add_argument("--model-dir", type=Path, default=Path("/tmp/sobesednik-bench/rudialogpt-medium-random"))
+    parser.add_argument("--agreement", action="store_true",
+                        help="only measure greedy top-1 agreement with fp32 of the paths auto may pick, then stop")
     parser.add_argument("--out", type=Path, help="also write the figures as JSON here")
     parser.add_argument("--stagger", type=float, default=0.0,
                         help="seconds between users' first requests (0: all at once); ours only, then stop")
     args = parser.parse_args()
     rounds = 1 if args.quick else args.rounds
-    modes = args.modes or ("ours-bf16,naive,ct2" if args.quick else "ours-bf16,ours-int8,naive,ct2")
+    modes = (args.modes or ("ours-auto,hf-generate,naive,ct2" if args.quick else ",".join(MODES))).split(",")
+    if unknown := set(modes) - set(MODES):
+        parser.error(f"unknown modes {', '.join(sorted(unknown))}: use some of {', '.join(MODES)}")
+    print(f"{probe().describe()}; serve's auto path here: {serving_path('auto', 'auto').describe()}", flush=True)
     model = build_model(args.model_dir)
-    print(f"{USERS} users x {rounds} rounds, {REPLY_TOKENS} forced tokens per reply, 2-core CPU", flush=True)
+    if args.agreement:
+        agreement(model)
+        return
+    print(f"{USERS} users x {rounds} rounds, {REPLY_TOKENS} forced tokens per reply, {psutil.cpu_count()} CPUs",
+          flush=True)
+    runnable = []
+    for mode in modes:
+        if reason := skip_reason(mode):
+            print(f"{mode}: skipped, {reason}", flush=True)
+        else:
+            runnable.append(mode)
     if args.stagger:  # arrivals spread over time: what joining a running batch is for
-        for mode in (args.modes or "ours-bf16").split(","):
+        for mode in [m for m in runnable if m in OURS] or ["ours-auto"]:
             run_ours(model, mode, USERS, rounds, args.stagger)
         return
     rows = []
-    for mode in modes.split(","):
-        if mode.startswith("ours"):
+    for mode in runnable:
+        if mode in OURS:
             rows.append(run_ours(model, mode, USERS, rounds))
+        elif mode in HF:
+            rows.append(run_hf(model, mode, USERS, rounds))
         elif mode == "naive":
             rows.append(run_naive(model, USERS, rounds))
         elif mode == "ct2":
             rows.append(run_ct2(model, USERS, rounds))
-    best = max((r for r in rows if r["engine"].startswith("ours")), key=lambda r: r["tokens_per_s"], default=None)
-    ours = [mode for mode in modes.split(",") if mode.startswith("ours")] or ["ours-bf16"]
-    singles = [run_ours(model, mode, 1, 3) for mode in ours]
+    print_ratios(rows)
+    singles = [run_ours(model, mode, 1, 3) for mode in runnable if mode in OURS]
     bandwidth = memory_bandwidth_gbs()
     parameters = 355e6  # ruDialoGPT-medium's weights, each read once per generated token at batch 1
-    bounds = {"bf16": bandwidth * 1e9 / (2 * parameters), "int8": bandwidth * 1e9 / parameters}
+    bounds = {"fp32": bandwidth * 1e9 / (4 * parameters), "bf16": bandwidth * 1e9 / (2 * parameters),
+              "int8": bandwidth * 1e9 / parameters}
     for single in singles:
         print(f"batch 1, {single['engine']}: {single['tokens_per_s']:.1f} tok/s ({REPLY_TOKENS} tokens in "
               f"{single['p50_s']:.2f} s)", flush=True)
-    print(f"copy bandwidth {bandwidth:.1f} GB/s bounds batch 1 at {bounds['bf16']:.0f} tok/s (bf16 weights), "
-          f"{bounds['int8']:.0f} tok/s (int8)", flush=True)
-    by_name = {r["engine"].split("@")[0]: r for r in rows}
-    if best and "naive" in by_name:
-        print(f"{best['engine']} / naive: {best['tokens_per_s'] / by_name['naive']['tokens_per_s']:.1f}x tokens/s, "
-              f"p95 {best['p95_s']:.2f} s vs {by_name['naive']['p95_s']:.2f} s")
-    if best and "ct2" in by_name:
-        print(f"{best['engine']} / ct2-int8: {best['tokens_per_s'] / by_name['ct2']['tokens_per_s']:.2f}x tokens/s")
+    print(f"copy bandwidth {bandwidth:.1f} GB/s bounds batch 1 at " +
+          ", ".join(f"{bound:.0f} tok/s ({name} weights)" for name, bound in bounds.items()), flush=True)
     beams = {} if args.quick else beam_cost(model)
+    agreements = {} if args.quick else agreement(model)
     if args.out:
-        args.out.write_text(json.dumps({"rows": rows, "batch1": singles, "bandwidth_gbs": bandwidth,
-                                        "bounds": bounds, "beams": beams}, indent=2))
+        args.out.write_text(json.dumps({"cpu": probe().describe(), "auto_path": serving_path("auto", "auto").describe(),
+                                        "rows": rows, "batch1": singles, "bandwidth_gbs": bandwidth,
+                                        "bounds": bounds, "beams": beams,
+                                        "agreement": agreements}, indent=2))
 
 
 if __name__ == "__main__":
@@ -345,6 +506,8 @@ if __name__ == "__main__":
         import uvicorn
 
         uvicorn.run(naive_app(Path(sys.argv[2])), host="127.0.0.1", port=int(sys.argv[3]), log_level="warning")
+    elif len(sys.argv) > 1 and sys.argv[1] == "--child-hf":
+        child_hf(Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5])
     elif len(sys.argv) > 1 and sys.argv[1] == "--child-ct2":
         child_ct2(Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))
     else:

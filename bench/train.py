@@ -12,8 +12,11 @@ seen the same real tokens and, if the speed-up changes nothing that is learned, 
 - naive: fp32, each sample padded to 256 (4 × 256 tokens per step);
 - dynamic: fp32, padded to the longest of the 4;
 - pack-fp32: the 4 samples packed into one row (block-diagonal attention), fp32;
-- pack-bf16: packed, bf16 autocast, fp32 base weights;
-- ours: packed, bf16 autocast, frozen base weights stored in bf16 (LoRA weights stay fp32);
+- pack-bf16: packed, bf16 autocast, fp32 base weights (skipped, with a line saying so, on a CPU without native
+  bf16, where it only emulates bf16);
+- ours: packed, at the precision `train --precision auto` picks here (`hardware.training_precision`): bf16
+  autocast with frozen base weights stored in bf16 (LoRA weights stay fp32) where the CPU multiplies bf16
+  natively, else fp32;
 - ours-ckpt: ours + gradient checkpointing; ours-attn / ours-mlp: LoRA on c_attn only / on c_attn+c_proj+c_fc.
 Each mode runs in its own subprocess; peak RSS is that process's `ru_maxrss`. Speed is real (non-pad) tokens
 per second of the median step after the first (the first warms up oneDNN kernels; the median resists the
@@ -41,10 +44,10 @@ MODES = {
     "dynamic": {"pad_to": 8, "pack": False, "autocast": False, "bf16_weights": False},
     "pack-fp32": {"pad_to": 8, "pack": True, "autocast": False, "bf16_weights": False},
     "pack-bf16": {"pad_to": 8, "pack": True, "autocast": True, "bf16_weights": False},
-    "ours": {"pad_to": 8, "pack": True, "autocast": True, "bf16_weights": True},
-    "ours-ckpt": {"pad_to": 8, "pack": True, "autocast": True, "bf16_weights": True, "checkpointing": True},
-    "ours-attn": {"pad_to": 8, "pack": True, "autocast": True, "bf16_weights": True, "targets": ["c_attn"]},
-    "ours-mlp": {"pad_to": 8, "pack": True, "autocast": True, "bf16_weights": True,
+    "ours": {"pad_to": 8, "pack": True, "autocast": "auto", "bf16_weights": "auto"},
+    "ours-ckpt": {"pad_to": 8, "pack": True, "autocast": "auto", "bf16_weights": "auto", "checkpointing": True},
+    "ours-attn": {"pad_to": 8, "pack": True, "autocast": "auto", "bf16_weights": "auto", "targets": ["c_attn"]},
+    "ours-mlp": {"pad_to": 8, "pack": True, "autocast": "auto", "bf16_weights": "auto",
                  "targets": ["c_attn", "c_proj", "c_fc"]},
 }
 
@@ -68,11 +71,13 @@ def run_mode(mode: str, steps: int, seed: int) -> dict:
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
 
+    from sobesednik.hardware import training_precision
     from sobesednik.training.collate import PadCollator, pack_samples
     from sobesednik.training.lora import wrap_with_lora
     from sobesednik.training.settings import TrainSettings
 
-    spec = MODES[mode]
+    bf16 = training_precision("auto") == "bf16"  # what `train` itself would pick on this machine
+    spec = {key: bf16 if value == "auto" else value for key, value in MODES[mode].items()}
     torch.manual_seed(seed)
     # no dropout: every mode then computes the same function, so the losses show what the setup changes
     config = GPT2Config(n_embd=1024, n_layer=24, n_head=16, vocab_size=VOCAB, n_positions=1024, use_cache=False,
@@ -103,7 +108,8 @@ def run_mode(mode: str, steps: int, seed: int) -> dict:
         if step:  # the first step warms up kernels
             rates.append(sum(len(s) for s in group) / (time.perf_counter() - start))
         losses.append(round(loss.item(), 4))
-    return {"mode": mode, "steps": steps, "real_tokens_per_s": statistics.median(rates),
+    return {"mode": mode, "precision": "bf16" if spec["autocast"] else "fp32", "steps": steps,
+            "real_tokens_per_s": statistics.median(rates),
             "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
             "final_loss": losses[-1], "losses": losses, "trainable": sum(p.numel() for p in trainable)}
 
@@ -118,18 +124,28 @@ def main() -> None:
     if args.child:
         print(json.dumps(run_mode(args.child, args.steps, args.seed)))
         return
+    from sobesednik.hardware import probe, training_precision
+
+    capabilities = probe()
+    print(f"{capabilities.describe()}: ours trains in {training_precision('auto')}", flush=True)
     results = []
     for mode in args.modes.split(","):
+        if MODES[mode]["autocast"] is True and not capabilities.native_bf16:
+            print(f"{mode}: skipped, this CPU has no native bf16 (class {capabilities.cpu_class}): "
+                  "autocast would only emulate it", flush=True)
+            continue
         command = [sys.executable, __file__, "--child", mode, "--steps", str(args.steps), "--seed", str(args.seed)]
         output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
         results.append(json.loads(output.strip().splitlines()[-1]))
         print(json.dumps(results[-1]), flush=True)
     naive = next((r for r in results if r["mode"] == "naive"), results[0])
-    print(f"\n{'mode':10} {'real tok/s':>10} {'× naive':>8} {'peak RSS GB':>11} {'× naive':>8} {'final loss':>10}")
+    print(f"\n{'mode':10} {'precision':>9} {'real tok/s':>10} {'× naive':>8} {'peak RSS GB':>11} {'× naive':>8} "
+          f"{'final loss':>10}")
     for r in results:
         speedup = r["real_tokens_per_s"] / naive["real_tokens_per_s"]
         memory = r["peak_rss_gb"] / naive["peak_rss_gb"]
-        print(f"{r['mode']:10} {r['real_tokens_per_s']:10.1f} {speedup:8.2f} {r['peak_rss_gb']:11.2f} {memory:8.2f}"
+        print(f"{r['mode']:10} {r['precision']:>9} {r['real_tokens_per_s']:10.1f} {speedup:8.2f} "
+              f"{r['peak_rss_gb']:11.2f} {memory:8.2f}"
               f" {r['final_loss']:10.4f}")
 
 

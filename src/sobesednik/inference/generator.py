@@ -78,7 +78,7 @@ class _Batch:
     cache: Any
     mask: torch.Tensor  # [rows, width]: 1 over each row's tokens, 0 over its left padding
     last_position: torch.Tensor  # [rows]: position id of each row's last token
-    seen: list[torch.Tensor]  # per row: prompt and reply so far (repetition penalty)
+    seen: torch.Tensor  # [rows, width]: prompt and reply so far, left-padded with the row's first token
     logits: torch.Tensor  # [rows, vocab], float32
 
 
@@ -203,8 +203,11 @@ class Generator:
         width = max(len(row.request.prompt) for row in rows)
         input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)
+        # Padding of the repetition penalty's token list: a token the row has anyway, so it changes nothing.
+        seen = torch.tensor([[row.request.prompt[0]] for row in rows]).repeat(1, width)
         for i, row in enumerate(rows):  # left padding: every row's last prompt token sits in the last column
             input_ids[i, width - len(row.request.prompt):] = torch.tensor(row.request.prompt)
+            seen[i, width - len(row.request.prompt):] = input_ids[i, width - len(row.request.prompt):]
             mask[i, width - len(row.request.prompt):] = 1
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         output = self.model(input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device),
@@ -212,7 +215,7 @@ class Generator:
                             logits_to_keep=1)
         return _Batch(rows=list(rows), cache=output.cache, mask=mask.to(self.device),
                       last_position=positions[:, -1].to(self.device),
-                      seen=[torch.tensor(row.request.prompt, device=self.device) for row in rows],
+                      seen=seen.to(self.device),
                       logits=output.logits[:, -1, :].float())
 
     @staticmethod
@@ -225,10 +228,14 @@ class Generator:
         def padded(mask: torch.Tensor) -> torch.Tensor:
             return torch.nn.functional.pad(mask, (width - mask.shape[1], 0))
 
+        def padded_seen(seen: torch.Tensor) -> torch.Tensor:  # repeats each row's first token, like _prefill
+            return torch.cat([seen[:, :1].expand(-1, width - seen.shape[1]), seen], dim=1)
+
         return _Batch(rows=running.rows + joining.rows, cache=stack_caches(running.cache, joining.cache),
                       mask=torch.cat([padded(running.mask), padded(joining.mask)]),
                       last_position=torch.cat([running.last_position, joining.last_position]),
-                      seen=running.seen + joining.seen, logits=torch.cat([running.logits, joining.logits]))
+                      seen=torch.cat([padded_seen(running.seen), padded_seen(joining.seen)]),
+                      logits=torch.cat([running.logits, joining.logits]))
 
     @torch.inference_mode()
     def _advance(self, batch: _Batch) -> list[_Row]:
@@ -239,9 +246,9 @@ class Generator:
         apply_repetition_penalty(logits, batch.seen, [p.repetition_penalty for p in params], exempt=stop_ids)
         ban_repeated_ngrams(logits, [row.request.prompt + row.tokens for row in rows],
                             [p.no_repeat_ngram_size for p in params], exempt=stop_ids)
-        for i, row in enumerate(rows):
-            if len(row.tokens) < row.request.params.min_new_tokens:
-                logits[i, list(self.stop_ids)] = float("-inf")
+        held = [i for i, row in enumerate(rows) if len(row.tokens) < row.request.params.min_new_tokens]
+        if held:  # one indexed write for every row whose reply may not end yet
+            logits[torch.tensor(held).unsqueeze(1), torch.tensor(stop_ids)] = float("-inf")
         chosen = sample_next(logits, params, [row.rng for row in rows]).tolist()
         going = [self._step(row, token) for row, token in zip(rows, chosen, strict=True)]
         finished = [row for row, goes in zip(rows, going, strict=True) if not goes]
@@ -254,10 +261,10 @@ class Generator:
             batch.cache.batch_select_indices(index)
             batch.mask, batch.last_position = batch.mask[index], batch.last_position[index]
             batch.rows = [rows[i] for i in keep]
-            batch.seen = [batch.seen[i] for i in keep]
+            batch.seen = batch.seen[index]
             chosen = [chosen[i] for i in keep]
         step = torch.tensor(chosen, device=self.device).unsqueeze(1)
-        batch.seen = [torch.cat([seen, step[i]]) for i, seen in enumerate(batch.seen)]
+        batch.seen = torch.cat([batch.seen, step], dim=1)
         batch.mask = torch.cat([batch.mask, torch.ones_like(step)], dim=1)
         batch.last_position = batch.last_position + 1
         output = self.model(input_ids=step, attention_mask=batch.mask, position_ids=batch.last_position.unsqueeze(1),

@@ -52,19 +52,22 @@ class SamplingParams:
         )
 
 
-def apply_repetition_penalty(logits: torch.Tensor, seen: list[torch.Tensor], penalties: Sequence[float],
+def apply_repetition_penalty(logits: torch.Tensor, seen: torch.Tensor, penalties: Sequence[float],
                              exempt: Sequence[int] = ()) -> None:
-    """CTRL-style penalty on every token already in the row (prompt and reply) but `exempt`, in place.
+    """CTRL-style penalty on every token already in the row (prompt and reply) but `exempt`, in place, all rows
+    at once.
 
+    `seen` is `[rows, width]` token ids; a row shorter than the widest is padded with one of its own tokens
+    (a token listed twice is penalised once: both copies read the unpenalised score and write the same value).
     The generator exempts its stop ids: every prompt holds both role tokens, and penalising them would
     penalise ending the reply, which is not a repetition.
     """
+    if all(penalty == 1.0 for penalty in penalties):
+        return
     kept = logits[:, list(exempt)].clone() if exempt else None
-    for row, (tokens, penalty) in enumerate(zip(seen, penalties, strict=True)):
-        if penalty == 1.0:
-            continue
-        scores = logits[row, tokens]
-        logits[row, tokens] = torch.where(scores < 0, scores * penalty, scores / penalty)
+    penalty = torch.tensor(penalties, dtype=logits.dtype, device=logits.device).unsqueeze(1)
+    scores = logits.gather(1, seen)
+    logits.scatter_(1, seen, torch.where(scores < 0, scores * penalty, scores / penalty))
     if kept is not None:
         logits[:, list(exempt)] = kept
 
@@ -79,39 +82,53 @@ def ban_repeated_ngrams(logits: torch.Tensor, seen: list[list[int]], sizes: Sequ
     by bench/persona.py on the tiny base: 60 % of replies stopped on their own, 91 % once exempt).
     """
     allowed = set(exempt)
+    rows: list[int] = []
+    banned: list[int] = []
     for row, (tokens, size) in enumerate(zip(seen, sizes, strict=True)):
         if size <= 0 or len(tokens) < size:
             continue
         prefix = tuple(tokens[len(tokens) - size + 1:])
-        banned = [tokens[i + size - 1] for i in range(len(tokens) - size + 1)
-                  if tuple(tokens[i:i + size - 1]) == prefix and tokens[i + size - 1] not in allowed]
-        if banned:
-            logits[row, banned] = float("-inf")
+        found = [tokens[i + size - 1] for i in range(len(tokens) - size + 1)
+                 if tuple(tokens[i:i + size - 1]) == prefix and tokens[i + size - 1] not in allowed]
+        rows += [row] * len(found)
+        banned += found
+    if banned:  # one indexed write for the whole batch
+        logits[rows, banned] = float("-inf")
 
 
 def sample_next(logits: torch.Tensor, params: Sequence[SamplingParams], generators: Sequence[Any]) -> torch.Tensor:
     """One token per row: argmax for greedy rows, otherwise temperature → top-k → top-p → multinomial.
 
     Top-p works on the top-k candidates only (10 for ruDialoGPT), not on a sort of the whole vocabulary: the
-    same result as `transformers`' TopK then TopP warpers, at a fraction of the cost per step.
+    same result as `transformers`' TopK then TopP warpers, at a fraction of the cost per step. Every step over
+    the vocabulary runs once for all sampled rows: per row, each of those ops is an OpenMP region over 50k
+    logits, and on a 2-core CPU shared with the HTTP server they cost a quarter of a step's time (see
+    docs/benchmarks.md). Only the draw itself stays per row, on its row's own `generator` (seeds reproduce).
     """
     logits = logits.float()
     chosen = logits.argmax(dim=-1)
+    sampled = [row for row, p in enumerate(params) if not p.greedy]
+    if not sampled:
+        return chosen
     vocab = logits.shape[-1]
-    for row, p in enumerate(params):
-        if p.greedy:
+    top_k = [params[row].top_k if 0 < params[row].top_k < vocab else vocab for row in sampled]
+    # A floor on the temperature keeps the scaled scores finite (1e-4 is already greedy in practice).
+    temperature = torch.tensor([max(params[row].temperature, MIN_TEMPERATURE) for row in sampled])
+    scores = logits[sampled] / temperature.unsqueeze(1)
+    values, indices = torch.topk(scores, max(top_k))  # sorted, largest first
+    beyond_k = torch.arange(values.shape[1]) >= torch.tensor(top_k).unsqueeze(1)
+    values = values.masked_fill(beyond_k, float("-inf"))
+    top_p = torch.tensor([params[row].top_p if params[row].top_p < 1 else float("inf") for row in sampled])
+    probs = values.softmax(dim=-1)
+    # Keep the smallest head whose mass reaches top_p: a token stays if the mass before it is below top_p.
+    drop = probs.cumsum(dim=-1) - probs >= top_p.unsqueeze(1)
+    drop[:, 0] = False  # the most likely token always stays (a top_p that rounds to 0 in float32, too)
+    probs = values.masked_fill(drop, float("-inf")).softmax(dim=-1)
+    finite = torch.isfinite(values[:, 0]).tolist()
+    for i, row in enumerate(sampled):
+        if not finite[i]:  # everything is banned: fall back to the argmax rather than fail
             continue
-        # A floor on the temperature keeps the scaled scores finite (1e-4 is already greedy in practice).
-        scores = logits[row] / max(p.temperature, MIN_TEMPERATURE)
-        values, indices = torch.topk(scores, p.top_k if 0 < p.top_k < vocab else vocab)  # sorted, largest first
-        if not torch.isfinite(values[0]):  # everything is banned: fall back to the argmax rather than fail
-            continue
-        if p.top_p < 1:
-            probs = values.softmax(dim=-1)
-            # Keep the smallest head whose mass reaches top_p: a token stays if the mass before it is below top_p.
-            drop = probs.cumsum(dim=-1) - probs >= p.top_p
-            drop[0] = False  # the most likely token always stays (a top_p that rounds to 0 in float32, too)
-            values = values.masked_fill(drop, float("-inf"))
-        pick = torch.multinomial(values.softmax(dim=-1), 1, generator=generators[row])
-        chosen[row] = indices[pick]
+        # The row's own k candidates only, so a seed draws the same numbers whatever the other rows ask for.
+        pick = torch.multinomial(probs[i, :top_k[i]], 1, generator=generators[row])
+        chosen[row] = indices[i, pick]
     return chosen
