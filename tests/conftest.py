@@ -149,28 +149,26 @@ def tiny_base_dir(tmp_path_factory: pytest.TempPathFactory, prepared_data_dir: P
     return build_tiny_base(TinyModelSettings(data=prepared_data_dir, out=out, pretrain_steps=60)).model_dir
 
 
-@pytest.fixture(scope="session")
-def trained_run_dir(tmp_path_factory: pytest.TempPathFactory, prepared_data_dir: Path, tiny_base_dir: Path) -> Path:
-    """A LoRA RUN_DIR (`adapter/`, metrics.jsonl, loss.png, samples.md, config.yaml) trained briefly on the sample."""
+def _short_run(tmp_path_factory: pytest.TempPathFactory, data: Path, base: Path, name: str, steps: int) -> Path:
+    """A brief LoRA run of `steps` steps on `data`, evaluated twice, with a high rate so that it moves."""
     from sobesednik.training.settings import TrainSettings
     from sobesednik.training.train import train
 
-    out = tmp_path_factory.mktemp("run") / "run"
-    settings = TrainSettings(data=prepared_data_dir, base=str(tiny_base_dir), out=out, max_steps=40, eval_steps=20,
-                             batch_size=8, learning_rate=3e-3, samples=3, logging_steps=5)
+    settings = TrainSettings(data=data, base=str(base), out=tmp_path_factory.mktemp(name) / "run", max_steps=steps,
+                             eval_steps=steps // 2, batch_size=8, learning_rate=3e-3, samples=3, logging_steps=5)
     return train(settings).run_dir
+
+
+@pytest.fixture(scope="session")
+def trained_run_dir(tmp_path_factory: pytest.TempPathFactory, prepared_data_dir: Path, tiny_base_dir: Path) -> Path:
+    """A LoRA RUN_DIR (`adapter/`, metrics.jsonl, loss.png, samples.md, config.yaml) trained briefly on the sample."""
+    return _short_run(tmp_path_factory, prepared_data_dir, tiny_base_dir, "run", 40)
 
 
 @pytest.fixture(scope="session")
 def speaker_run_dir(tmp_path_factory: pytest.TempPathFactory, speaker_data_dir: Path, tiny_base_dir: Path) -> Path:
     """A short LoRA run on `speaker_data_dir`: fidelity.json, samples.jsonl and the fidelity curve are measured."""
-    from sobesednik.training.settings import TrainSettings
-    from sobesednik.training.train import train
-
-    out = tmp_path_factory.mktemp("speaker-run") / "run"
-    settings = TrainSettings(data=speaker_data_dir, base=str(tiny_base_dir), out=out, max_steps=10, eval_steps=5,
-                             batch_size=8, learning_rate=3e-3, samples=3, logging_steps=5)
-    return train(settings).run_dir
+    return _short_run(tmp_path_factory, speaker_data_dir, tiny_base_dir, "speaker-run", 10)
 
 
 @pytest.fixture(scope="session")
