@@ -130,7 +130,7 @@ def demo(settings: DemoSettings, console: Console | None = None) -> DemoPaths:
             _run_bot(service.url, console)
 
     console.rule(f"6/6 before and after: the base and the tuned model answer the same {settings.speaker} contexts")
-    _side_by_side(paths, console)
+    _side_by_side(paths, settings.speaker, console)
 
     console.rule("report")
     for what, path in (("dataset statistics", paths.data / "stats.md"), ("loss curve", paths.run / "loss.png"),
@@ -142,7 +142,7 @@ def demo(settings: DemoSettings, console: Console | None = None) -> DemoPaths:
     return paths
 
 
-def _side_by_side(paths: DemoPaths, console: Console) -> None:
+def _side_by_side(paths: DemoPaths, speaker: str, console: Console) -> None:
     """Replies of the base and the tuned model to the same contexts, and the run's fidelity before and after."""
     samples_file, fidelity_file = paths.run / "samples.jsonl", paths.run / "fidelity.json"
     if samples_file.is_file():  # written by `train`: the same contexts and decoder as its fidelity figures
@@ -160,18 +160,24 @@ def _side_by_side(paths: DemoPaths, console: Console) -> None:
         console.print(f"no {fidelity_file}: this version of `train` does not score fidelity")
         return
     report = json.loads(fidelity_file.read_text(encoding="utf-8"))
-    figures = Table(title=f"fidelity to {report.get('target', 'the speaker')}")
+    figures = Table(title=f"how much the replies are {speaker}'s")
     figures.add_column("")
     figures.add_column("base", justify="right")
     figures.add_column("tuned", justify="right")
-    for name in ("fidelity", "target_share", "stop_rate"):
+    for name in ("fidelity", "stop_rate"):
         figures.add_row(name, *(_figure(report[when].get(name)) for when in ("before", "after")))
     console.print(figures)
+    after = report["after"]
+    if isinstance(after.get("real_target_share"), float):  # the scale: what the real replies and a guess score
+        console.print(f"{speaker}'s own held-out replies score {_figure(after['real_target_share'])}, "
+                      f"a random guess among {after['speakers']} speakers {_figure(after['chance'])}")
     if report.get("definition"):
         console.print(report["definition"], style="dim")
 
 
 def _figure(value: object) -> str:
+    if value is None:
+        return "n/a"  # fidelity.json says why it could not be computed
     return f"{value:.0%}" if isinstance(value, float) and 0 <= value <= 1 else str(value)
 
 
