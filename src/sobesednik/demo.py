@@ -145,10 +145,12 @@ def demo(settings: DemoSettings, console: Console | None = None) -> DemoPaths:
 def _side_by_side(paths: DemoPaths, speaker: str, console: Console) -> None:
     """Replies of the base and the tuned model to the same contexts, and the run's fidelity before and after."""
     samples_file, fidelity_file = paths.run / "samples.jsonl", paths.run / "fidelity.json"
-    if samples_file.is_file():  # written by `train`: the same contexts and decoder as its fidelity figures
-        rows = [json.loads(line) for line in samples_file.read_text(encoding="utf-8").splitlines() if line.strip()]
-    else:  # a `train` without the fidelity report: sample the same way here
-        rows = _sample_rows(paths)
+    if not samples_file.is_file() or not fidelity_file.is_file():  # `train` skips them with samples or fidelity off
+        console.print(f"no {samples_file.name} or {fidelity_file.name} in {paths.run}: SOBESEDNIK_TRAIN_SAMPLES or "
+                      "SOBESEDNIK_TRAIN_FIDELITY_SAMPLES is 0 in this environment")
+        return
+    # Written by `train`: the same contexts and decoder as its fidelity figures.
+    rows = [json.loads(line) for line in samples_file.read_text(encoding="utf-8").splitlines() if line.strip()]
     table = Table(show_lines=True, expand=True)
     for column in ("context (last turn)", "real reply", "base", "tuned"):
         table.add_column(column, ratio=1, overflow="fold")
@@ -156,9 +158,6 @@ def _side_by_side(paths: DemoPaths, speaker: str, console: Console) -> None:
         last = row["context"][-1]["content"] if row["context"] else ""
         table.add_row(last, row["real"], row["before"], row["after"])
     console.print(table)
-    if not fidelity_file.is_file():
-        console.print(f"no {fidelity_file}: this version of `train` does not score fidelity")
-        return
     report = json.loads(fidelity_file.read_text(encoding="utf-8"))
     figures = Table(title=f"how much the replies are {speaker}'s")
     figures.add_column("")
@@ -179,21 +178,6 @@ def _figure(value: object) -> str:
     if value is None:
         return "n/a"  # fidelity.json says why it could not be computed
     return f"{value:.0%}" if isinstance(value, float) and 0 <= value <= 1 else str(value)
-
-
-def _sample_rows(paths: DemoPaths) -> list[dict]:
-    from sobesednik.inference.generator import Generator, Request
-    from sobesednik.training.dataset import data_file, read_jsonl
-
-    dialogues = read_jsonl(data_file(paths.data, "test"))[:SIDE_BY_SIDE]
-    rows = [{"context": list(d[:-1]), "real": d[-1]["content"]} for d in dialogues]
-    for key, model in (("before", paths.base), ("after", paths.model)):
-        generator = Generator.load(model)
-        params = generator.defaults.with_overrides(seed=0)
-        requests = [Request(generator.chat_prompt(row["context"], params.max_new_tokens), params) for row in rows]
-        for row, completion in zip(rows, generator.generate(requests), strict=True):
-            row[key] = completion.text
-    return rows
 
 
 async def _scripted_chat(url: str, console: Console) -> None:
