@@ -29,14 +29,16 @@ class ChatSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="SOBESEDNIK_CHAT_", env_file=".env", extra="ignore")
 
-    url: str = "http://127.0.0.1:8000"  # where `sobesednik serve` listens by default
-    model: str | None = None  # MODEL_DIR or RUN_DIR to load in-process instead of calling a service
-    # The service's key; the server's own SOBESEDNIK_API_KEY works too, so one .env serves both.
-    api_key: SecretStr | None = Field(None, validation_alias=AliasChoices("SOBESEDNIK_CHAT_API_KEY",
-                                                                          "SOBESEDNIK_API_KEY", "api_key"))
-    max_tokens: int | None = Field(None, ge=1)  # reply length; None takes the model's default
-    temperature: float | None = Field(None, ge=0)  # None takes the model's default; 0 is greedy
-    timeout_s: float = Field(30, gt=0)  # seconds for a reply from the service, retries included
+    url: str = Field("http://127.0.0.1:8000", description="where `sobesednik serve` listens by default")
+    model: str | None = Field(None, description="MODEL_DIR or RUN_DIR to load in-process instead of calling a service")
+    api_key: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("SOBESEDNIK_CHAT_API_KEY",
+                                                                          "SOBESEDNIK_API_KEY", "api_key"),
+        description="The service's key; the server's own SOBESEDNIK_API_KEY works too, so one .env serves both.",
+    )
+    max_tokens: int | None = Field(None, ge=1, description="reply length; None takes the model's default")
+    temperature: float | None = Field(None, ge=0, description="None takes the model's default; 0 is greedy")
+    timeout_s: float = Field(30, gt=0, description="seconds for a reply from the service, retries included")
 
 
 @contextlib.contextmanager
