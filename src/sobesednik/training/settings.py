@@ -138,7 +138,9 @@ class EvaluateSettings(BaseSettings):
         description="the base for --compare-base when --model is a MODEL_DIR (a RUN_DIR knows its own)",
     )
     compare_base: bool = Field(False, description="also evaluate the base model and show it beside")
-    max_length: int = Field(256, ge=8, description="tokens, as in training")
+    max_length: int | None = Field(
+        None, ge=8, description="tokens per sample; default: the RUN_DIR's own (its config.yaml), else train's default"
+    )
     batch_size: int = Field(8, ge=1, description="samples per forward pass")
     samples: int = Field(50, ge=0, description="contexts to generate replies for (style statistics and fidelity)")
     max_new_tokens: int = Field(
@@ -180,3 +182,16 @@ def read_config_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} must hold a mapping of setting: value, found {type(values).__name__}")
     return {str(key).replace("-", "_"): value for key, value in values.items()}
 
+
+def run_config(run_dir: Path) -> dict[str, Any]:
+    """The training settings a run was made with (its `config.yaml`), or {} where there is none (a MODEL_DIR)."""
+    path = run_dir / "config.yaml"
+    return read_config_file(path) if path.is_file() else {}
+
+
+def evaluation_max_length(settings: EvaluateSettings) -> int:
+    """`--max-length` when given, else the run's own, else train's default: a run is scored on what it saw."""
+    if settings.max_length is not None:
+        return settings.max_length
+    trained = run_config(Path(settings.model)).get("max_length")
+    return int(trained) if trained is not None else int(TrainSettings.model_fields["max_length"].default)
