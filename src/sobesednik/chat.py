@@ -67,7 +67,7 @@ def _remote(settings: ChatSettings) -> Iterator[Reply]:
 
 @contextlib.contextmanager
 def _local(settings: ChatSettings) -> Iterator[Reply]:
-    from sobesednik.inference.generator import Generator, Request
+    from sobesednik.inference.generator import Generator, Row
 
     assert settings.model is not None
     generator = Generator.load(settings.model)
@@ -76,7 +76,7 @@ def _local(settings: ChatSettings) -> Iterator[Reply]:
     def reply(history: list[dict[str, str]]) -> Iterator[str]:
         pieces: list[str] = []
         prompt = generator.chat_prompt(history, params.max_new_tokens)
-        generator.generate([Request(prompt, params, on_text=pieces.append)])
+        generator.generate([Row(prompt, params, on_text=pieces.append)])
         yield from pieces
 
     yield reply

@@ -96,11 +96,11 @@ def _stage(console: Console, title: str) -> Iterator[None]:
 
 def demo(settings: DemoSettings, console: Console | None = None) -> DemoPaths:
     """Run every stage on the sample and print the chat; returns where the artefacts are."""
-    from sobesednik.api.launcher import run_service
     from sobesednik.data.prepare import prepare
     from sobesednik.data.settings import PrepareSettings
-    from sobesednik.modeling.pretrain import build_tiny_base
+    from sobesednik.supervisor import run_service
     from sobesednik.training.export import export
+    from sobesednik.training.pretrain import build_tiny_base
     from sobesednik.training.settings import ExportSettings, TinyModelSettings, TrainSettings
     from sobesednik.training.train import train
 

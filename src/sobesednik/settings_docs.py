@@ -92,7 +92,8 @@ def _settings_of_commands() -> list[tuple[str, type[BaseSettings]]]:
 def render_table(commands: list[tuple[str, type[BaseSettings]]]) -> str:
     out = [TABLE_START, ""]
     for command, settings_class in commands:
-        out += [f"**`sobesednik {command}`** ({settings_class.__name__}; no flag: environment or `.env` only)", "",
+        out += [f"**`sobesednik {command}`** ({settings_class.__name__}; a secret has no flag: environment or "
+                "`.env` only)", "",
                 "| environment variable | flag | default | meaning |", "|---|---|---|---|"]
         for s in describe(settings_class, command_flags(command)):
             default = f"`{s.default}`" if s.default else ""

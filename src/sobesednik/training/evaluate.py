@@ -16,9 +16,10 @@ import contextlib
 import json
 from typing import Any
 
+from sobesednik.dialogue import read_jsonl
 from sobesednik.errors import ConfigError
 from sobesednik.modeling.load import is_run_dir, load_base, load_model
-from sobesednik.training.dataset import ConversationDataset, read_jsonl
+from sobesednik.training.dataset import ConversationDataset
 from sobesednik.training.fidelity import (
     FEATURE_NAMES,
     FIDELITY_DEFINITION,
