@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from sobesednik.data import export as export_module
 from sobesednik.data import fast_path
-from sobesednik.data.export import ExportStream
+from sobesednik.data import telegram_export as telegram_export_module
 from sobesednik.data.fast_path import NotFast
+from sobesednik.data.telegram_export import ExportStream
 from sobesednik.errors import ExportFormatError
 
 from .exports import LAYOUTS as EXPORT_LAYOUTS
@@ -87,7 +87,7 @@ def test_sample_export_takes_the_fast_path_and_equals_ijson(sample_export: Path,
 
 @pytest.mark.parametrize("chunk", [64, 1 << 20])
 def test_generated_export_equals_ijson_at_any_chunk_size(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int):
-    monkeypatch.setattr(export_module, "_CHUNK", chunk)  # 64 bytes: cuts land mid-message and mid-escape
+    monkeypatch.setattr(telegram_export_module, "_CHUNK", chunk)  # 64 bytes: cuts land mid-message and mid-escape
     path = tmp_path / "result.json"
     # A BOM and Telegram's invalid `\xNN` escapes go through the same byte-level fix-up on both paths.
     path.write_bytes(b"\xef\xbb\xbf" + _telegram_layout(_generated_chat(300)).replace(b"\\\\ ", b"\\x0b "))
@@ -101,7 +101,7 @@ def test_generated_export_equals_ijson_at_any_chunk_size(tmp_path: Path, monkeyp
 @pytest.mark.parametrize("layout", list(LAYOUTS))
 def test_every_layout_takes_the_fast_path_and_equals_ijson(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                            layout: str, chunk: int):
-    monkeypatch.setattr(export_module, "_CHUNK", chunk)
+    monkeypatch.setattr(telegram_export_module, "_CHUNK", chunk)
     path = tmp_path / "result.json"
     path.write_bytes(LAYOUTS[layout](_generated_chat(300)))
     expected = _read_with_ijson(path, monkeypatch)
@@ -118,7 +118,7 @@ def test_every_layout_takes_the_fast_path_and_equals_ijson(tmp_path: Path, monke
 @pytest.mark.parametrize("cut", ["truncated", "corrupt message", "garbage after the end"])
 def test_broken_files_fail_with_the_ijson_error_and_no_message_twice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                      cut: str):
-    monkeypatch.setattr(export_module, "_CHUNK", 4096)  # several fast-path batches before the damage
+    monkeypatch.setattr(telegram_export_module, "_CHUNK", 4096)  # several fast-path batches before the damage
     data = _telegram_layout(_generated_chat(300))
     if cut == "truncated":
         data = data[: len(data) * 2 // 3]
@@ -148,7 +148,7 @@ def test_broken_files_fail_with_the_ijson_error_and_no_message_twice(tmp_path: P
 @pytest.mark.parametrize("where", ["middle", "end"])
 def test_progress_counts_each_byte_once_when_falling_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                           where: str):
-    monkeypatch.setattr(export_module, "_CHUNK", 4096)
+    monkeypatch.setattr(telegram_export_module, "_CHUNK", 4096)
     chat = _generated_chat(300)
     loads = fast_path.orjson.loads
     calls: list[bytes] = []
@@ -189,7 +189,7 @@ def test_progress_counts_each_byte_once_when_falling_back(tmp_path: Path, monkey
 @pytest.mark.parametrize("layout", ["telegram", "minified"])
 def test_messages_longer_than_a_chunk_and_many_small_chats_take_the_fast_path(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, layout: str):
-    monkeypatch.setattr(export_module, "_CHUNK", 4096)
+    monkeypatch.setattr(telegram_export_module, "_CHUNK", 4096)
     long_texts = [msg(index, f"user{index % 2}", "длинный текст " * (index * 900)) for index in range(1, 5)]
     chats = [{"name": f"Чат {index}", "type": "personal_chat", "id": index,
               "messages": [msg(number, "user1", f"привет {number}") for number in range(1, index % 4 + 1)]}
@@ -205,7 +205,7 @@ def test_messages_longer_than_a_chunk_and_many_small_chats_take_the_fast_path(
 
 
 def test_falling_back_in_the_middle_of_a_chat_keeps_it_one_chat(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setattr(export_module, "_CHUNK", 4096)
+    monkeypatch.setattr(telegram_export_module, "_CHUNK", 4096)
     path = tmp_path / "result.json"
     path.write_bytes(LAYOUTS["account"](_generated_chat(300)))
     loads = fast_path.orjson.loads

@@ -6,8 +6,8 @@ from collections import Counter
 
 import pytest
 
-from sobesednik.data.export import visible_text
 from sobesednik.data.privacy import mask_text, only_placeholders
+from sobesednik.data.telegram_export import visible_text
 
 
 @pytest.mark.parametrize(("text", "masked"), [

@@ -1,7 +1,7 @@
 """The orjson fast path of `export`: every chat's `messages` array cut at message ends and parsed a chunk at a time.
 
     for chat, raw in fast_messages(read, wanted="", chat_of=lambda meta: chat_info):
-        ...   # raises NotFast on anything it cannot vouch for; export.py then re-reads with ijson
+        ...   # raises NotFast on anything it cannot vouch for; telegram_export.py then re-reads with ijson
 
 Layout-independent: indent 1 (Telegram Desktop), indent 4, one compact object per line and one minified line all
 go through the same code. Two parsers share the work:

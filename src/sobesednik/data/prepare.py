@@ -25,12 +25,12 @@ from pathlib import Path
 import orjson
 
 from sobesednik import __version__
-from sobesednik.data.export import ExportStream
+from sobesednik.data.events import read_events
 from sobesednik.data.filters import Deduplicator, reply_drop_reason, trim_context
-from sobesednik.data.reader import read_events
 from sobesednik.data.settings import PrepareSettings
 from sobesednik.data.split import SPLITS, Groups, assign_splits
 from sobesednik.data.stats import Stats, write_stats
+from sobesednik.data.telegram_export import ExportStream
 from sobesednik.data.threads import Candidate, DialogueBuilder
 from sobesednik.errors import ConfigError, DatasetError, ExportFormatError
 
@@ -65,15 +65,15 @@ class _Spool:
         self.groups = array("q")
         self.authors = array("l")
         self.reply_lengths = array("l")
-        self.depths = array("l")
+        self.context_turns = array("l")
         self.author_index: dict[str, int] = {}
 
-    def add(self, line: bytes, candidate: Candidate, depth: int) -> None:
+    def add(self, line: bytes, candidate: Candidate, context_turns: int) -> None:
         self.file.write(line)
         self.groups.append(candidate.group)
         self.authors.append(self.author_index.setdefault(candidate.author, len(self.author_index)))
         self.reply_lengths.append(len(candidate.reply))
-        self.depths.append(depth)
+        self.context_turns.append(context_turns)
 
 
 def _sample_sink(settings: PrepareSettings, stats: Stats, spool: _Spool) -> Callable[[Candidate], None]:
@@ -159,22 +159,24 @@ def _read(settings: PrepareSettings, streams: list[ExportStream], builder: Dialo
         if kind == "message":
             stats.messages_read += 1
             stats.messages_kept += 1
-            builder.add(event[1])
+            _, message = event
+            builder.add(message)
         elif kind == "skip":
             stats.messages_read += 1
-            reason, extra = event[1], event[2]
+            _, reason, extra = event
             stats.skipped[reason] += 1
             if reason == "service" and extra is not None:
                 builder.note_topic(extra)
             elif reason in ("forwarded", "via_bot"):
                 builder.break_conversation(extra)
         elif kind == "chat":
-            chat, selected = event[1], event[2]
+            _, chat, selected = event
             chat_names.append(chat.name)
             stats.chats += selected
             builder.start_chat(chat.id)
         else:  # "end" of a file
-            streams[event[1]].sha256 = event[2]
+            _, index, sha256 = event
+            streams[index].sha256 = sha256
     builder.finish()
     if settings.chat and not stats.chats:
         shown = ", ".join(repr(name) for name in chat_names[:10]) or "none"
@@ -223,7 +225,8 @@ def _write_splits(settings: PrepareSettings, spool: _Spool, groups: Groups, spea
                     continue
                 split = split_of[roots[index]]
                 files[split].write(line)
-                stats.count_sample(split, reply_length=spool.reply_lengths[index], context_turns=spool.depths[index])
+                stats.count_sample(split, reply_length=spool.reply_lengths[index],
+                                   context_turns=spool.context_turns[index])
                 stats.target_authors.add(author_of[spool.authors[index]])
     finally:
         for file in (*files.values(), speaker_file):

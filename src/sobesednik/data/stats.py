@@ -36,14 +36,14 @@ class Stats:
     quirks: Counter[str] = field(default_factory=Counter)  # odd but valid data, handled
     splits: Counter[str] = field(default_factory=Counter)
     reply_lengths: Counter[int] = field(default_factory=Counter)  # characters → samples
-    context_depths: Counter[int] = field(default_factory=Counter)  # context turns → samples
+    context_turns: Counter[int] = field(default_factory=Counter)  # context turns → samples
     authors: dict[str, list[str]] = field(default_factory=dict)  # author id → display names
     target_authors: set[str] = field(default_factory=set)
 
     def count_sample(self, split: str, *, reply_length: int, context_turns: int) -> None:
         self.splits[split] += 1
         self.reply_lengths[reply_length] += 1
-        self.context_depths[context_turns] += 1
+        self.context_turns[context_turns] += 1
 
     @property
     def samples(self) -> int:
@@ -65,7 +65,7 @@ class Stats:
             "quirks": dict(self.quirks.most_common()),
             "reply_length": _summary(self.reply_lengths),
             "reply_length_histogram": _histogram(self.reply_lengths),
-            "context_turns": {str(depth): count for depth, count in sorted(self.context_depths.items())},
+            "context_turns": {str(depth): count for depth, count in sorted(self.context_turns.items())},
             "authors": authors,
         }
 
@@ -163,8 +163,8 @@ def plot(stats: Stats, path: Path) -> None:
     lengths = sorted(stats.reply_lengths)
     left.hist(lengths, bins=40, weights=[stats.reply_lengths[value] for value in lengths])
     left.set(title="Reply length", xlabel="characters", ylabel="samples")
-    depths = sorted(stats.context_depths)
-    right.bar([str(depth) for depth in depths], [stats.context_depths[depth] for depth in depths])
+    turns = sorted(stats.context_turns)
+    right.bar([str(count) for count in turns], [stats.context_turns[count] for count in turns])
     right.set(title="Context depth", xlabel="turns before the reply", ylabel="samples")
     figure.tight_layout()
     figure.savefig(path, dpi=80)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from sobesednik.data import export as export_module
-from sobesednik.data.export import ExportStream, normalise_message, normalise_whitespace, visible_text
+from sobesednik.data import telegram_export as telegram_export_module
+from sobesednik.data.telegram_export import ExportStream, normalise_message, normalise_whitespace, visible_text
 
 from .exports import msg, service
 
@@ -20,7 +20,7 @@ def _normalise(raw: dict, **flags: bool) -> object:
 
 
 def test_x_escapes_are_rewritten_even_across_chunk_boundaries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setattr(export_module, "_CHUNK", 3)  # every escape straddles a boundary somewhere
+    monkeypatch.setattr(telegram_export_module, "_CHUNK", 3)  # every escape straddles a boundary somewhere
     path = tmp_path / "result.json"
     # Telegram's invalid `\x0b`, an escaped backslash before "x41" (literal text), and a normal escape.
     path.write_bytes(b'{"name": "c", "id": 1, "messages": [{"id": 1, "type": "message", '
