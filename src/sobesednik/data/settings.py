@@ -33,7 +33,9 @@ class PrepareSettings(BaseSettings):
     max_chars: int = Field(1000, ge=1)  # characters per turn: longer replies are dropped, longer context cut
     keep_forwarded: bool = False  # forwarded messages are someone else's words; by default they break the talk
     keep_via_bot: bool = False  # inline-bot messages (gifs, polls, music) are not the author's words either
-    mask_pii: bool = False  # replace phones, e-mails, cards, @usernames, profile links with <PHONE>-like tags
+    # replace phones, e-mails, cards, @usernames, profile links with <PHONE>-like tags, and people's names with
+    # per-person pseudonyms (needs the `privacy` extra)
+    mask_pii: bool = False
     valid: float = Field(0.05, ge=0, lt=1)  # share of samples for validation (whole conversations)
     test: float = Field(0.05, ge=0, lt=1)  # share of samples for the final test (whole conversations)
     split_by: SplitBy = "random"  # "time": the newest conversations become test, the next newest valid
