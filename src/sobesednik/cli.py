@@ -98,7 +98,7 @@ def prepare_command(
     max_chars: int | None = typer.Option(None, help="Longest turn kept, in characters."),
     keep_forwarded: bool | None = typer.Option(None, "--keep-forwarded/--skip-forwarded", help="Keep forwards."),
     keep_via_bot: bool | None = typer.Option(None, "--keep-via-bot/--skip-via-bot", help="Keep via-bot messages."),
-    mask_pii: bool | None = typer.Option(None, "--mask-pii/--no-mask-pii", help="Mask phones, e-mails, cards, @usernames and people's names."),
+    mask_pii: bool | None = typer.Option(None, "--mask-pii/--no-mask-pii", help="Mask phones, e-mails, names."),
     valid: float | None = typer.Option(None, help="Share of samples for validation."),
     test: float | None = typer.Option(None, help="Share of samples for the test split."),
     split_by: str | None = typer.Option(None, help="random or time (newest conversations become test)."),

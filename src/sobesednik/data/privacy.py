@@ -164,6 +164,7 @@ class NameMasker:
         self._persons: dict[str, tuple[int, str]] = {}  # key → (index within its gender, gender)
         self._seeded: dict[str, str] = {}  # lower-case word form of a participant's name → person key
         self._vocatives: set[str] = set()
+        self._genders: dict[str, str] = {}  # participant's person key → "masc" | "femn"
         self._reserved: set[str] = set()  # canonical names of the participants: never handed out as pseudonyms
         for display in sorted(set(authors)):
             self._seed(display)
@@ -198,9 +199,14 @@ class NameMasker:
     def _seed_first_name(self, canonical: str) -> None:
         self._reserved.add(canonical)
         key = f"name:{canonical}"
+        # The person's gender, so that a form the dictionary only guesses ("Димону" could be a Димона's) keeps it.
+        full = next((parse for parse in self.morph.parse(canonical) if "Name" in parse.tag), None)
+        if full is not None:
+            self._genders[key] = _gender(full)
         for variant in (canonical, *NICKNAMES.get(canonical, ())):
             forms = {variant}
             for parse in self.morph.parse(variant):
+                # the predictor's guesses too: "Димон" is in no dictionary, but declines like one ("Димону")
                 if "Name" in parse.tag and parse.normal_form == variant:
                     forms.update(form.word for form in parse.lexeme)
             if variant[-1] in "ая" and len(variant) > 3:
@@ -224,7 +230,9 @@ class NameMasker:
             if other > best and not word[0].isupper():
                 return None
             wanted = "Name" if key.startswith("name:") else "Surn"
-            parse = next((parse for parse in named if _kind_tag(parse) == wanted), None)
+            gender = self._genders.get(key)
+            parse = next((parse for parse in parses if _kind_tag(parse) == wanted
+                          and (gender is None or _gender(parse) == gender)), None)
         else:
             known = [parse for parse in parses if parse.is_known]
             if len(lower) < 3 or not known or _kind_tag(known[0]) is None:
@@ -241,11 +249,11 @@ class NameMasker:
             key = {"Name": "name:", "Surn": "surn:", "Patr": "patr:"}[tag] + (
                 self._canonical(parse.normal_form) if tag == "Name" else parse.normal_form)
         kind = _KEY_KIND[key.split(":", 1)[0]]
-        if parse is None:
-            return _Mention(key, kind, "masc", "nomn", "sing", short=False)
-        tag = parse.tag
-        gender = "femn" if tag.gender == "femn" else "masc"
         canonical = key.split(":", 1)[1]
+        if parse is None:
+            return _Mention(key, kind, "masc", "nomn", "sing", short=lower != canonical)
+        tag = parse.tag
+        gender = _gender(parse)
         if lower.replace("ё", "е") in self._vocatives:
             return _Mention(key, kind, gender, "voct", "sing", short=True)
         return _Mention(key, kind, gender, tag.case or "nomn", tag.number or "sing",
@@ -328,6 +336,10 @@ def _kind_tag(parse: Any) -> str | None:
     grammemes = parse.tag.grammemes
     return "Name" if "Name" in grammemes else "Surn" if "Surn" in grammemes else "Patr" if "Patr" in grammemes \
         else None
+
+
+def _gender(parse: Any) -> str:
+    return "femn" if parse.tag.gender == "femn" else "masc"  # "ms-f" (Саша, Женя) declines as masculine
 
 
 def _match_case(pseudonym: str, original: str) -> str:
