@@ -14,8 +14,9 @@ import pytest
 
 from sobesednik.data.export import visible_text
 from sobesednik.data.prepare import prepare
-from sobesednik.data.privacy import MissingDependencyError, NameMasker, mask_text, only_placeholders
+from sobesednik.data.privacy import NameMasker, mask_text, only_placeholders
 from sobesednik.data.settings import PrepareSettings
+from sobesednik.errors import ConfigError
 
 
 @pytest.mark.parametrize(("text", "masked"), [
@@ -138,7 +139,7 @@ def test_a_participant_pet_name_that_is_a_word_is_masked_only_with_a_capital():
 
 def test_missing_morphology_package_is_one_clear_error(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setitem(sys.modules, "pymorphy3", None)
-    with pytest.raises(MissingDependencyError, match=r"pip install 'sobesednik\[privacy\]'"):
+    with pytest.raises(ConfigError, match=r"pip install 'sobesednik\[privacy\]'"):
         NameMasker(["Дима"])
 
 

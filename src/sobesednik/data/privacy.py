@@ -1,11 +1,15 @@
-"""PII masking for `prepare --mask-pii`: phones, e-mails, card numbers, @usernames and links to people.
+"""PII masking for `prepare --mask-pii`: phones, e-mails, card numbers, @usernames, links to people, and names.
 
     mask_text("пиши на ivan@mail.ru или +7 912 345-67-89")  # 'пиши на <EMAIL> или <PHONE>'
+    NameMasker(["Дима Соколов"]).mask("скажи Диме")         # 'скажи Мише'
 
 Telegram already marks most of these as entities (`phone`, `email`, `bank_card`, `mention`, `mention_name`);
 `ENTITY_PLACEHOLDERS` replaces those whole, and the regular expressions catch what people typed without
 Telegram recognising it. Each kind becomes a typed placeholder so the model learns *that* a phone goes here,
 never whose. A cheap character test skips the regexes for the many messages that cannot hold PII.
+
+Names need the whole export read first (its authors seed the matcher), so `prepare` masks them while it writes
+the dataset, with one `NameMasker` for all splits; pymorphy3 (the `privacy` extra) is imported only then.
 """
 
 from __future__ import annotations
@@ -118,22 +122,17 @@ _PSEUDONYMS = {
 _PSEUDO_SURNAMES = ["Петров", "Смирнов", "Кузнецов", "Попов", "Васильев", "Фёдоров", "Никитин", "Зайцев"]
 _PSEUDO_PATRONYMICS = {"masc": ["Андреевич", "Петрович", "Ильич"], "femn": ["Андреевна", "Петровна", "Ильинична"]}
 
-MASKED_KINDS = ("first_name", "surname", "patronymic")
 _KEY_KIND = {"name": "first_name", "surn": "surname", "patr": "patronymic"}
-_WORD = re.compile(r"[А-ЯЁа-яё]+|[A-Za-z]+")
+_WORD = re.compile(r"[А-ЯЁа-яё]+")
 _ELONGATED = re.compile(r"([а-яё])\1{2,}")  # "Ирааа" is "Ира" said longer
 _PLACEHOLDER_KINDS = {placeholder: placeholder.strip("<>").lower() for placeholder in PLACEHOLDERS}
-
-
-class MissingDependencyError(ConfigError):
-    """`--mask-pii` needs the optional morphology package."""
 
 
 def _load_morphology() -> Any:
     try:
         import pymorphy3  # lazy: ~0.2 s and 20 MB of dictionaries that `prepare` without masking never needs
     except ImportError:
-        raise MissingDependencyError(
+        raise ConfigError(
             "--mask-pii masks personal names with pymorphy3, which is not installed: "
             "pip install 'sobesednik[privacy]' (or run without --mask-pii)") from None
     return pymorphy3.MorphAnalyzer()
@@ -160,7 +159,11 @@ class NameMasker:
     def __init__(self, authors: Iterable[str] = ()) -> None:
         self.morph = _load_morphology()
         self.counts: Counter[str] = Counter()
-        self._nickname_of = {short: full for full, shorts in NICKNAMES.items() for short in shorts}
+        # A short form of two full names (Саша, Женя) goes to the first, the masculine one: they decline alike.
+        self._nickname_of: dict[str, str] = {}
+        for full, shorts in NICKNAMES.items():
+            for short in shorts:
+                self._nickname_of.setdefault(short, full)
         self._persons: dict[str, tuple[int, str]] = {}  # key → (index within its gender, gender)
         self._seeded: dict[str, str] = {}  # lower-case word form of a participant's name → person key
         self._vocatives: set[str] = set()
@@ -179,7 +182,7 @@ class NameMasker:
     def _seed(self, display: str) -> None:
         for word in _WORD.findall(display):
             lower = word.lower()
-            if len(lower) < 2 or not word[0].isupper():
+            if len(lower) < 2:
                 continue
             if lower in self._nickname_of or lower in NICKNAMES:
                 self._seed_first_name(self._canonical(lower))
@@ -193,8 +196,8 @@ class NameMasker:
                 key = f"surn:{surname.normal_form}"
                 for form in surname.lexeme:
                     self._seeded.setdefault(form.word.replace("ё", "е"), key)
-            elif not parses:  # a word the dictionary does not know: a rare surname, or a name in Latin letters
-                self._seeded.setdefault(lower, f"name:{lower}" if word.isascii() else f"surn:{lower}")
+            elif not parses:  # a word the dictionary does not know: most likely a rare surname
+                self._seeded.setdefault(lower.replace("ё", "е"), f"surn:{lower}")
 
     def _seed_first_name(self, canonical: str) -> None:
         self._reserved.add(canonical)
