@@ -213,8 +213,10 @@ class NameMasker:
                 if "Name" in parse.tag and parse.normal_form == variant:
                     forms.update(form.word for form in parse.lexeme)
             if variant[-1] in "ая" and len(variant) > 3:
-                self._vocatives.add(variant[:-1].replace("ё", "е"))  # the spoken vocative: "Дим", "Оль", "Серёж"
-            for form in forms | self._vocatives:
+                vocative = variant[:-1].replace("ё", "е")  # the spoken vocative: "Дим", "Оль", "Серёж"
+                self._vocatives.add(vocative)
+                forms.add(vocative)
+            for form in forms:
                 self._seeded.setdefault(form.replace("ё", "е"), key)
 
     # -- finding names -------------------------------------------------------------------------------------------

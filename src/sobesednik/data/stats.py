@@ -39,7 +39,7 @@ class Stats:
     context_depths: Counter[int] = field(default_factory=Counter)  # context turns → samples
     authors: dict[str, list[str]] = field(default_factory=dict)  # author id → display names
     target_authors: set[str] = field(default_factory=set)
-    masked: Counter[str] = field(default_factory=Counter)  # --mask-pii: kind → replacements in distinct turn texts
+    masked: Counter[str] = field(default_factory=Counter)  # --mask-pii: kind → replacements (per distinct line)
 
     def count_sample(self, split: str, *, reply_length: int, context_turns: int) -> None:
         self.splits[split] += 1
@@ -128,7 +128,7 @@ def to_markdown(data: dict[str, Any]) -> str:
         "## Odd data handled",
         "",
         *_table(data["quirks"], {}),
-        "## Masked personal data (--mask-pii, per distinct turn text)",
+        "## Masked personal data (--mask-pii; once per distinct message line)",
         "",
         *_table(data["masked"], {}),
         "## Reply length (characters)",
