@@ -27,6 +27,7 @@ import orjson
 from sobesednik import __version__
 from sobesednik.data.events import read_events
 from sobesednik.data.filters import Deduplicator, reply_drop_reason, trim_context
+from sobesednik.data.privacy import NameMasker
 from sobesednik.data.settings import PrepareSettings
 from sobesednik.data.split import SPLITS, Groups, assign_splits
 from sobesednik.data.stats import Stats, write_stats
@@ -199,7 +200,8 @@ def _resolve_speakers(wanted: list[str], names: dict[str, set[str]]) -> set[str]
     return resolved
 
 
-def _write_splits(settings: PrepareSettings, spool: _Spool, groups: Groups, speakers: set[str], stats: Stats) -> None:
+def _write_splits(settings: PrepareSettings, spool: _Spool, groups: Groups, speakers: set[str], stats: Stats,
+                  masker: NameMasker | None) -> None:
     wanted = {spool.author_index[author] for author in speakers if author in spool.author_index}
     keep = [not speakers or author in wanted for author in spool.authors]
     roots = [groups.find(group) for group in spool.groups]
@@ -215,8 +217,11 @@ def _write_splits(settings: PrepareSettings, spool: _Spool, groups: Groups, spea
     try:
         with spool.path.open("rb", buffering=_BUFFER) as lines:
             for index, line in enumerate(lines):
+                in_train = split_of.get(roots[index], "train") == "train"
+                if masker is not None and (in_train or keep[index]):
+                    line = masker.mask_sample(line)
                 # A conversation without a target sample is in no split, so its text cannot leak into valid/test.
-                if split_of.get(roots[index], "train") == "train":
+                if in_train:
                     reply = orjson.loads(line)["messages"][-1]["content"]
                     speaker_file.write(orjson.dumps({"speaker": author_of[spool.authors[index]], "text": reply},
                                                     option=orjson.OPT_APPEND_NEWLINE))
@@ -274,7 +279,11 @@ def prepare(settings: PrepareSettings) -> PrepareResult:
             raise ExportFormatError(f"{files}: no message with usable text (read {stats.messages_read} messages: "
                                     f"{dict(stats.skipped.most_common(4))}); export a chat with text messages")
         speakers = _resolve_speakers(settings.speaker, builder.names)
-        _write_splits(settings, spool, groups, speakers, stats)
+        # Names are masked here, not while reading: only now is every participant's display name known.
+        masker = NameMasker(name for names in builder.names.values() for name in names) if settings.mask_pii else None
+        _write_splits(settings, spool, groups, speakers, stats, masker)
+        if masker is not None:
+            stats.masked = masker.counts
     finally:
         spool.file.close()
         spool.path.unlink(missing_ok=True)

@@ -54,7 +54,10 @@ class PrepareSettings(BaseSettings):
     )
     mask_pii: bool = Field(
         False,
-        description="replace phones, e-mails, cards, @usernames, profile links with <PHONE>-like tags",
+        description=(
+            "replace phones, e-mails, cards, @usernames, profile links with <PHONE>-like tags, and people's names"
+            " with per-person pseudonyms (needs the `privacy` extra)"
+        ),
     )
     valid: float = Field(0.05, ge=0, lt=1, description="share of samples for validation (whole conversations)")
     test: float = Field(0.05, ge=0, lt=1, description="share of samples for the final test (whole conversations)")

@@ -39,6 +39,7 @@ class Stats:
     context_turns: Counter[int] = field(default_factory=Counter)  # context turns → samples
     authors: dict[str, list[str]] = field(default_factory=dict)  # author id → display names
     target_authors: set[str] = field(default_factory=set)
+    masked: Counter[str] = field(default_factory=Counter)  # --mask-pii: kind → replacements (per distinct line)
 
     def count_sample(self, split: str, *, reply_length: int, context_turns: int) -> None:
         self.splits[split] += 1
@@ -67,6 +68,7 @@ class Stats:
             "reply_length_histogram": _histogram(self.reply_lengths),
             "context_turns": {str(depth): count for depth, count in sorted(self.context_turns.items())},
             "authors": authors,
+            "masked": dict(self.masked.most_common()),
         }
 
 
@@ -126,6 +128,9 @@ def to_markdown(data: dict[str, Any]) -> str:
         "## Odd data handled",
         "",
         *_table(data["quirks"], {}),
+        "## Masked personal data (--mask-pii; once per distinct message line)",
+        "",
+        *_table(data["masked"], {}),
         "## Reply length (characters)",
         "",
         "| mean | p50 | p90 | p99 | max |",
