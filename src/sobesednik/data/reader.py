@@ -25,7 +25,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from sobesednik.data.export import ChatInfo, ExportStream, normalise_message
+from sobesednik.data.export import ChatInfo, ExportStream, kept_chars, normalise_message
 from sobesednik.data.settings import PrepareSettings
 
 _BATCH = 2048  # events per pipe message: large enough that pickling overhead per event is small
@@ -38,7 +38,7 @@ def _chat_selected(chat: ChatInfo, wanted: list[str]) -> bool:
 
 def _events(streams: list[ExportStream], settings: PrepareSettings, quirks: Counter[str]) -> Iterator[Event]:
     options = {"mask_pii": settings.mask_pii, "keep_forwarded": settings.keep_forwarded,
-               "keep_via_bot": settings.keep_via_bot}
+               "keep_via_bot": settings.keep_via_bot, "keep": kept_chars(settings.max_chars)}
     for index, stream in enumerate(streams):
         current: ChatInfo | None = None
         selected = False
