@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import compress
+from operator import itemgetter
 from pathlib import Path
 
 import orjson
@@ -73,14 +74,6 @@ class _Spool:
         self.depths = array("l")
         self.author_index: dict[str, int] = {}
 
-    def add(self, line: bytes, speaker_line: bytes, candidate: Candidate, depth: int) -> None:
-        self.file.write(line)
-        self.speakers_file.write(speaker_line)
-        self.groups.append(candidate.group)
-        self.authors.append(self.author_index.setdefault(candidate.author, len(self.author_index)))
-        self.reply_lengths.append(len(candidate.reply))
-        self.depths.append(depth)
-
     def close(self) -> None:
         self.file.close()
         self.speakers_file.close()
@@ -94,28 +87,45 @@ class _Spool:
 def _sample_sink(settings: PrepareSettings, stats: Stats, spool: _Spool) -> Callable[[Candidate], None]:
     dedup = Deduplicator()
     min_chars, max_chars = settings.min_chars, settings.max_chars
-    dumps = orjson.dumps
+    dumps, newline = orjson.dumps, orjson.OPT_APPEND_NEWLINE
+    text_of = itemgetter(1)
+    # Bound once: this runs for every candidate (170,000 per 200,000 messages), and the spool's appends and
+    # writes were a fifth of its time as method calls through the object.
+    write, write_speaker = spool.file.write, spool.speakers_file.write
+    add_group, add_author = spool.groups.append, spool.authors.append
+    add_length, add_depth = spool.reply_lengths.append, spool.depths.append
+    author_index = spool.author_index
 
     def accept(candidate: Candidate) -> None:
-        context = trim_context(candidate.context, max_chars=max_chars)
-        if not context:
-            stats.dropped["context_too_long"] += 1
-            return
-        reason = reply_drop_reason(candidate.reply, min_chars=min_chars, max_chars=max_chars)
+        context = candidate.context
+        if max(map(len, map(text_of, context))) > max_chars:  # rare: the whole trim only then
+            context = trim_context(context, max_chars=max_chars)
+            if not context:
+                stats.dropped["context_too_long"] += 1
+                return
+        reply = candidate.reply
+        reason = reply_drop_reason(reply, min_chars=min_chars, max_chars=max_chars)
         if reason is not None:
             stats.dropped[reason] += 1
             return
-        if dedup.is_duplicate((*(text for _, text, _ in context), candidate.reply)):
+        if dedup.is_duplicate((*map(text_of, context), reply)):
             stats.dropped["duplicate"] += 1
             return
         messages = [{"role": role, "content": text} for role, text, _ in context]
-        messages.append({"role": "assistant", "content": candidate.reply})
+        messages.append({"role": "assistant", "content": reply})
         ids = [message_id for _, _, turn_ids in context for message_id in turn_ids]
         ids += candidate.reply_ids
         meta = {"chat_id": candidate.chat_id, "thread": candidate.thread, "message_ids": ids, "date": candidate.date}
-        line = dumps({"messages": messages, "meta": meta}, option=orjson.OPT_APPEND_NEWLINE)
-        speaker_line = dumps({"speaker": candidate.author, "text": candidate.reply}, option=orjson.OPT_APPEND_NEWLINE)
-        spool.add(line, speaker_line, candidate, len(context))
+        author = candidate.author
+        write(dumps({"messages": messages, "meta": meta}, option=newline))
+        write_speaker(dumps({"speaker": author, "text": reply}, option=newline))
+        add_group(candidate.group)
+        index = author_index.get(author)
+        if index is None:
+            index = author_index[author] = len(author_index)
+        add_author(index)
+        add_length(len(reply))
+        add_depth(len(context))
 
     return accept
 
@@ -170,12 +180,13 @@ def _read(settings: PrepareSettings, streams: list[ExportStream], builder: Dialo
     parallel = total >= _PARALLEL_MIN_BYTES and _free_cores() >= _PARALLEL_MIN_FREE_CORES
     chat_names: list[str] = []
     selected = False
+    kept = 0  # counted here and added once: an attribute update per message costs more than the rest of this loop
+    add = builder.add
     for event in read_events(streams, settings, stats.quirks, parallel=parallel, on_bytes=on_bytes):
         kind = event[0]
         if kind == "message":
-            stats.messages_read += 1
-            stats.messages_kept += 1
-            builder.add(event[1])
+            kept += 1
+            add(event[1])
         elif kind == "skip":
             stats.messages_read += 1
             reason, extra = event[1], event[2]
@@ -191,6 +202,8 @@ def _read(settings: PrepareSettings, streams: list[ExportStream], builder: Dialo
             builder.start_chat(chat.id)
         else:  # "end" of a file
             streams[event[1]].sha256 = event[2]
+    stats.messages_read += kept
+    stats.messages_kept += kept
     builder.finish()
     if settings.chat and not stats.chats:
         shown = ", ".join(repr(name) for name in chat_names[:10]) or "none"
