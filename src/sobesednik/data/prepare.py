@@ -237,24 +237,20 @@ def _write_splits(settings: PrepareSettings, spool: _Spool, groups: Groups, spea
     split_of = assign_splits(groups, per_root, valid=settings.valid, test=settings.test, by=settings.split_by,
                              seed=settings.seed)
     author_of = {index: author for author, index in spool.author_index.items()}
-    files = {split: (settings.out / f"{split}.jsonl").open("wb", buffering=_BUFFER) for split in SPLITS}
-    speaker_file = (settings.out / SPEAKERS_FILE).open("wb", buffering=_BUFFER)
-    chosen: list[str] = []  # the split of each kept sample, in order
-    try:
-        with (spool.path.open("rb", buffering=_BUFFER) as lines,
-              spool.speakers_path.open("rb", buffering=_BUFFER) as speaker_lines):
-            for line, speaker_line, root, kept in zip(lines, speaker_lines, roots, keep, strict=True):
-                # A conversation without a target sample is in no split, so its text cannot leak into valid/test;
-                # a kept sample's conversation always has a split.
-                split = split_of.get(root, "train")
-                if split == "train":
-                    speaker_file.write(speaker_line)
-                if kept:
-                    files[split].write(line)
-                    chosen.append(split)
-    finally:
-        for file in (*files.values(), speaker_file):
-            file.close()
+    # A conversation without a target sample is in no split, so its text cannot leak into valid/test; a kept
+    # sample's conversation always has a split.
+    split_of_sample = [split_of.get(root, "train") for root in roots]
+    # One pass over the spool per output file, each a C loop (`compress` + `writelines`): a Python loop over
+    # 170,000 lines that picked each one's file took longer than reading them.
+    selections = {SPEAKERS_FILE: (spool.speakers_path, [split == "train" for split in split_of_sample])}
+    for name in SPLITS:
+        selections[f"{name}.jsonl"] = (spool.path, [kept and split == name
+                                                   for split, kept in zip(split_of_sample, keep, strict=True)])
+    for name, (source, selected) in selections.items():
+        with source.open("rb", buffering=_BUFFER) as lines, \
+                (settings.out / name).open("wb", buffering=_BUFFER) as out:
+            out.writelines(compress(lines, selected))
+    chosen = list(compress(split_of_sample, keep))
     # Counted in bulk (C loops over the arrays) rather than one `Stats.count_sample` call per sample.
     if len(chosen) < len(keep):
         stats.dropped["not_speaker"] += len(keep) - len(chosen)
