@@ -20,11 +20,10 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from sobesednik.data.telegram_export import visible_text
-
 from sobesednik.data.prepare import prepare
 from sobesednik.data.privacy import NameMasker
 from sobesednik.data.settings import PrepareSettings
+from sobesednik.data.telegram_export import visible_text
 from sobesednik.hardware import probe
 
 SAMPLE = Path(__file__).resolve().parents[1] / "examples" / "chat_export" / "result.json"

@@ -221,3 +221,28 @@ def test_falling_back_in_the_middle_of_a_chat_keeps_it_one_chat(tmp_path: Path, 
               if previous is None or chat is not previous[0]]
     assert starts == [7, 42, 7]  # the reader starts a chat on each new chat object: the fall-back made none
     assert [raw["id"] for chat, raw in pairs if chat.id == 42] == list(range(1, 301))
+
+
+def test_one_message_longer_than_the_pending_bound_stays_fast_and_many_uncuttable_ones_fall_back(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(telegram_export_module, "_CHUNK", 4096)
+    monkeypatch.setattr(fast_path, "_MAX_PENDING", 16384)
+    messages = [msg(1, "user1", "привет"), msg(2, "user2", "очень длинный текст " * 20_000), msg(3, "user1", "ок")]
+    long_one = tmp_path / "long.json"
+    long_one.write_bytes(EXPORT_LAYOUTS["telegram"]({"name": "Чат", "type": "personal_chat", "id": 1,
+                                                     "messages": messages}))
+    expected = _read_with_ijson(long_one, monkeypatch)
+    with monkeypatch.context() as patch:
+        _forbid_ijson(patch)
+        assert _read(long_one) == expected
+    # Every separator different (1, 2, 3... spaces): no learned cut ever parses, so past the bound ijson reads it.
+    small = [json.dumps(msg(index, "user1", f"текст {index} " * 50), ensure_ascii=False) for index in range(1, 200)]
+    body = "".join(("," + " " * index if index else "") + text for index, text in enumerate(small))
+    uncuttable = tmp_path / "uncuttable.json"
+    uncuttable.write_text('{"name": "Чат", "type": "personal_chat", "id": 1, "messages": [' + body + "]}",
+                          encoding="utf-8")
+    fell_back = []
+    real_ijson = ExportStream._ijson
+    monkeypatch.setattr(ExportStream, "_ijson", lambda *args: fell_back.append(1) or real_ijson(*args))
+    pairs, _ = _read(uncuttable)
+    assert fell_back and [raw["id"] for _, raw in pairs] == list(range(1, 200))

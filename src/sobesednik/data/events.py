@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, Literal
 
 from sobesednik.data.settings import PrepareSettings
-from sobesednik.data.telegram_export import ChatInfo, ExportStream, Message, normalise_message
+from sobesednik.data.telegram_export import ChatInfo, ExportStream, Message, kept_chars, normalise_message
 
 _BATCH = 2048  # events per pipe message: large enough that pickling overhead per event is small
 # Plain tuples, unpacked by the consumer (`_, reason, extra = event`): a million of them cross the pipe, and a
@@ -43,8 +43,9 @@ def _chat_selected(chat: ChatInfo, wanted: list[str]) -> bool:
 
 
 def _events(streams: list[ExportStream], settings: PrepareSettings, quirks: Counter[str]) -> Iterator[Event]:
-    options = {"mask_pii": settings.mask_pii, "keep_forwarded": settings.keep_forwarded,
-               "keep_via_bot": settings.keep_via_bot}
+    # Plain keywords rather than `**options`: that built a dict per message.
+    mask_pii, keep_forwarded, keep_via_bot = settings.mask_pii, settings.keep_forwarded, settings.keep_via_bot
+    keep = kept_chars(settings.max_chars)
     for index, stream in enumerate(streams):
         current: ChatInfo | None = None
         selected = False
@@ -56,7 +57,8 @@ def _events(streams: list[ExportStream], settings: PrepareSettings, quirks: Coun
             if not selected:
                 yield ("skip", "chat_not_selected", None)
                 continue
-            message = normalise_message(raw, quirks, last_date=last_date, **options)
+            message = normalise_message(raw, quirks, mask_pii=mask_pii, keep_forwarded=keep_forwarded,
+                                        keep_via_bot=keep_via_bot, last_date=last_date, keep=keep)
             if type(message) is str:
                 extra = None
                 if message == "service" and raw.get("action") == "topic_created":

@@ -336,6 +336,12 @@ class NameMasker:
             message["content"] = self.mask(message["content"])
         return orjson.dumps(sample, option=orjson.OPT_APPEND_NEWLINE)
 
+    def mask_speaker_line(self, line: bytes) -> bytes:
+        """One `speakers.jsonl` line (`{"speaker", "text"}`) with its text masked."""
+        record = orjson.loads(line)
+        record["text"] = self.mask(record["text"])
+        return orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
+
 
 def _kind_tag(parse: Any) -> str | None:
     grammemes = parse.tag.grammemes
