@@ -153,10 +153,11 @@ def tiny_model_command(
     data: Annotated[Path | None, typer.Option(help="Prepared dataset dir (its text trains the tokenizer).")] = None,
     out: Annotated[Path | None, typer.Option(help="Model dir to write.")] = None,
     pretrain_steps: int | None = typer.Option(None, help="Plain-LM steps on the text before saving (0 = none)."),
+    arch: str | None = typer.Option(None, help="gpt2, llama or qwen2."),
     vocab_size: int | None = typer.Option(None, help="BPE vocabulary size."),
     seed: int | None = typer.Option(None, help="Random seed."),
 ) -> None:
-    """Build a tiny offline base model (tokenizer + small GPT-2) from a prepared dataset's text."""
+    """Build a tiny offline base model (tokenizer + small GPT-2, Llama or Qwen2) from a prepared dataset's text."""
     flags = dict(locals())
     from sobesednik.modeling.pretrain import build_tiny_base
     from sobesednik.training.settings import TinyModelSettings
@@ -184,7 +185,10 @@ def train_command(
     lora_r: int | None = typer.Option(None, help="LoRA rank."),
     lora_alpha: int | None = typer.Option(None, help="LoRA alpha (scale = alpha / r)."),
     lora_dropout: float | None = typer.Option(None, help="Dropout on the LoRA input."),
-    lora_target_modules: Annotated[list[str] | None, typer.Option(help="Module to adapt; repeat for several.")] = None,
+    lora_target_modules: Annotated[list[str] | None, typer.Option(
+        help="Module to adapt; repeat for several (default: the base's layout).")] = None,
+    format: str | None = typer.Option(
+        None, help="dialogue (@@ПЕРВЫЙ@@/@@ВТОРОЙ@@) or native (the base's own chat template)."),
     packing: bool | None = typer.Option(None, "--packing/--no-packing", help="Pack samples (else group by length)."),
     gradient_checkpointing: bool | None = typer.Option(
         None, "--gradient-checkpointing/--no-gradient-checkpointing", help="Recompute activations to save memory."),

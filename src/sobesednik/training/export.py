@@ -2,19 +2,26 @@
 
     sobesednik export runs/me --out models/me
 
-The result needs no sobesednik and no peft: safetensors weights, the tokenizer with the chat template (messages
-→ the dialogue format ending with `@@ВТОРОЙ@@`), and a `generation_config.json` with the base model card's
-sampling settings, eos = `@@ПЕРВЫЙ@@` and a pad token distinct from it. `transformers`, vLLM and TGI serve
-it as is.
+The result needs no sobesednik and no peft: safetensors weights (also when the base shipped only a pickled
+`pytorch_model.bin`), the tokenizer with the chat template of the format the run trained (messages → the
+dialogue format ending with `@@ВТОРОЙ@@`, or the base's own template with `--format native`), and a
+`generation_config.json` with the base model card's sampling settings, eos = the token that closes a reply
+and a pad token distinct from it. `transformers`, vLLM and TGI serve it as is.
+
+The tokenizer files load with older `transformers` too, such as the one vLLM pins: `tokenizer_config.json`
+names `PreTrainedTokenizerFast` (a class every version has, where transformers 5 writes its own
+`TokenizersBackend`) and carries the chat template itself as well as `chat_template.jinja` (older versions read
+only the former, newer ones prefer the latter).
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sobesednik.errors import ConfigError
-from sobesednik.modeling.chat_template import CHAT_TEMPLATE
 from sobesednik.modeling.defaults import RECOMMENDED_GENERATION
 from sobesednik.modeling.load import load_run
 from sobesednik.training.settings import ExportSettings
@@ -44,8 +51,17 @@ def export(settings: ExportSettings) -> ExportResult:
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
-    tokenizer.chat_template = CHAT_TEMPLATE
     settings.out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(settings.out, safe_serialization=True)
-    tokenizer.save_pretrained(settings.out)
+    save_portable_tokenizer(tokenizer, settings.out)
     return ExportResult(settings.out, sum(parameter.numel() for parameter in model.parameters()))
+
+
+def save_portable_tokenizer(tokenizer: Any, out: Path) -> None:
+    """`tokenizer.save_pretrained(out)`, then its config made readable by every transformers version."""
+    tokenizer.save_pretrained(out)
+    config_path = out / "tokenizer_config.json"
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    config["tokenizer_class"] = "PreTrainedTokenizerFast"
+    config["chat_template"] = tokenizer.chat_template
+    config_path.write_text(json.dumps(config, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")

@@ -31,6 +31,9 @@ class TinyModelSettings(BaseSettings):
     data: Path = Path("data")  # a `prepare --out` dir; the tokenizer and pretraining read its train.jsonl
     out: Path = Path("models/tiny")  # the model dir that `train --base` takes
     pretrain_steps: int = Field(300, ge=0)  # plain-LM steps on the text, so LoRA has something to adapt
+    arch: Literal["gpt2", "llama", "qwen2"] = Field(
+        "gpt2", description="architecture of the tiny base: gpt2 (like ruDialoGPT, with the role tokens), llama "
+        "(SentencePiece-style byte-fallback tokenizer, Llama 3 chat template, untied head) or qwen2 (ChatML)")
     vocab_size: int = Field(2000, ge=300)  # BPE merges + bytes + special tokens
     seed: int = 0  # seeds the tokenizer-independent init and the pretraining order
 
@@ -59,8 +62,13 @@ class TrainSettings(BaseSettings):
     lora_r: int = Field(8, ge=1)  # LoRA rank: 8 learns a chat's style; more rarely helps on small chats
     lora_alpha: int = Field(16, ge=1)  # scale alpha/r = 2, peft's common choice
     lora_dropout: float = Field(0.05, ge=0, lt=1)  # dropout on the LoRA input, against overfitting small chats
-    # GPT-2 module names; measured: c_attn+c_proj learns as well as adding c_fc at lower cost (docs/benchmarks.md)
-    lora_target_modules: list[str] = ["c_attn", "c_proj"]
+    lora_target_modules: list[str] | None = Field(
+        None, description="modules to adapt; empty: the base's layout decides (GPT-2: c_attn, c_proj; Llama, "
+        "Qwen, Mistral, Gemma: q/k/v/o_proj, gate/up/down_proj; docs/training.md says why)")
+    format: Literal["dialogue", "native"] = Field(
+        "dialogue", description="dialogue: the @@ПЕРВЫЙ@@/@@ВТОРОЙ@@ format of ruDialoGPT (role tokens added to "
+        "bases that lack them); native: the chat template the base's tokenizer ships (ChatML, Llama 3), the "
+        "persona being the assistant")
     packing: bool = True  # measured: concatenating samples (block-diagonal attention) beats length grouping
     gradient_checkpointing: bool = False  # measured: saves little memory for LoRA at these lengths, costs ~30%
     precision: Precision = "auto"  # auto: bf16 on GPUs and CPUs that support it (AMX / AVX512-BF16), else fp32
@@ -80,7 +88,7 @@ class TrainSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _check(self) -> TrainSettings:
-        if not self.lora_target_modules:
+        if self.lora_target_modules is not None and not self.lora_target_modules:
             raise ValueError("lora_target_modules is empty: name at least one module, e.g. c_attn")
         return self
 
