@@ -197,9 +197,9 @@ def load_run(run_dir: Path, *, merge: bool = False) -> tuple[Any, PreTrainedToke
     if not is_run_dir(run_dir):
         raise ModelDirError(f"{run_dir} is not a training run: {ADAPTER_DIR}/adapter_config.json is missing; "
                             "pass the --out directory of `sobesednik train`")
-    model, _, _ = load_base(run_base(run_dir))
     # The run's tokenizer holds the tokens added during training; the rows the adapter trained fill them.
     tokenizer, _ = load_tokenizer(str(run_dir / ADAPTER_DIR))
+    model, _, _ = load_base(run_base(run_dir), format=format_of(tokenizer))
     if model.get_input_embeddings().num_embeddings != len(tokenizer):
         model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
     model = PeftModel.from_pretrained(model, run_dir / ADAPTER_DIR)

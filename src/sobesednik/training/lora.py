@@ -13,9 +13,10 @@ GPT-2 implements its projections as `Conv1D` (weight stored transposed), hence `
 the role tokens, `load_base` added them and resized the embeddings; their rows start untrained, so they train
 with the adapter through peft's `trainable_token_indices`: on the input embedding, and on the output head too
 when the head is not tied to it (Llama 3 8B, Qwen2.5-7B, Mistral), or the closing token's output row, the one
-that makes a reply end, would never learn. Only those rows are saved (a few kB), not the whole head
-(`modules_to_save` would store vocabulary × hidden floats, 500 MB for Llama 3 8B's head); base + adapter
-reproduces the trained model exactly, whatever values the resized rows had before.
+that makes a reply end, would never learn. Only those rows are saved (a few kB): `save_adapter` turns off peft's
+habit of storing the whole resized embedding and head, and `modules_to_save` would store them too (vocabulary ×
+hidden floats each, 2 GB for Llama 3 8B's pair in fp32). peft's trainable tokens hold the rows' values, not
+deltas, so base + adapter reproduces the trained model exactly, whatever values the resized rows had before.
 
     model = wrap_with_lora(model, settings, added_token_ids)
 """
@@ -113,3 +114,9 @@ def wrap_with_lora(model: Any, settings: TrainSettings, added_token_ids: list[in
             if not parameter.requires_grad:
                 parameter.data = parameter.data.to(frozen_dtype)
     return model
+
+
+def save_adapter(model: Any, tokenizer: Any, adapter_dir: Any) -> None:
+    """Save the adapter (LoRA weights and the added tokens' rows only) and the tokenizer it was trained with."""
+    model.save_pretrained(adapter_dir, save_embedding_layers=False)
+    tokenizer.save_pretrained(adapter_dir)
