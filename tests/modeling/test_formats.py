@@ -62,5 +62,5 @@ def test_markers_inside_content_never_become_tokens(tiny_arch_dirs: dict[str, Pa
 
 
 def test_native_format_needs_a_base_with_its_own_template(tiny_arch_dirs: dict[str, Path]):
-    with pytest.raises(ConfigError, match="ships its own chat template.+drop --format native"):
+    with pytest.raises(ConfigError, match=r"ships its own chat template.+drop --format native"):
         load_tokenizer(str(tiny_arch_dirs["gpt2"]), "native")

@@ -102,3 +102,20 @@ def test_export_refuses_a_non_empty_out_and_a_non_run(trained_run_dir: Path, tmp
         export(ExportSettings(run_dir=trained_run_dir, out=tmp_path / "taken"))
     with pytest.raises(ModelDirError, match="is not a training run"):
         export(ExportSettings(run_dir=tmp_path, out=tmp_path / "model"))
+
+
+def test_exported_tokenizer_loads_as_a_plain_fast_tokenizer(exported_model_dir: Path):
+    """`tokenizer_config.json` names a class every transformers version has (vLLM pins an older one)."""
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    from sobesednik.modeling.chat_template import CHAT_TEMPLATE
+
+    config = json.loads((exported_model_dir / "tokenizer_config.json").read_text(encoding="utf-8"))
+    assert config["tokenizer_class"] == "PreTrainedTokenizerFast"
+    assert config["chat_template"] == CHAT_TEMPLATE == (exported_model_dir / "chat_template.jinja").read_text()
+    plain = PreTrainedTokenizerFast.from_pretrained(exported_model_dir)
+    auto = AutoTokenizer.from_pretrained(exported_model_dir)
+    prompt = plain.apply_chat_template(MESSAGES, add_generation_prompt=True, tokenize=False)
+    assert prompt == render(MESSAGES, add_generation_prompt=True)
+    assert plain(prompt, add_special_tokens=False)["input_ids"] == auto(prompt, add_special_tokens=False)["input_ids"]
+    assert plain.eos_token == USER_TOKEN and plain.pad_token not in (None, USER_TOKEN)

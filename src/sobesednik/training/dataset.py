@@ -94,7 +94,11 @@ def tokenize_dialogue(messages: Sequence[Message], tokenizer: Any, max_length: i
     """Tokenize one dialogue, dropping the oldest context turns to fit; None when the reply alone is too long."""
     chat = chat or chat_format(tokenizer)
     *context, reply = messages
-    for start in range(len(context) + 1):  # the turns right before the reply matter most: drop the oldest
+    # Chat templates refuse an empty conversation: the native format keeps at least the turn before the reply.
+    shortest = 0 if chat.name == "dialogue" else 1
+    if len(context) < shortest:
+        return None
+    for start in range(len(context) - shortest + 1):  # the turns right before the reply matter most: drop the oldest
         ids, boundary = _encode(tokenizer, *chat.texts(context[start:], reply["content"]))
         if len(ids) <= max_length:
             return Sample(ids, [IGNORE_INDEX] * boundary + ids[boundary:])
