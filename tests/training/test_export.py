@@ -16,6 +16,7 @@ from sobesednik.modeling.tiny import TinyModelConfig, build_tiny_model
 from sobesednik.training.export import export
 from sobesednik.training.lora import wrap_with_lora
 from sobesednik.training.settings import ExportSettings, TrainSettings
+from tiny_training import train_briefly
 
 MESSAGES = [{"role": "user", "content": "Кто едет на дачу?"}, {"role": "assistant", "content": "Я еду"},
             {"role": "user", "content": "Во сколько?"}]
@@ -76,12 +77,7 @@ def test_added_role_tokens_travel_with_the_adapter(tmp_path: Path):
     model, tokenizer, added = load_base(str(base_dir))
     model = wrap_with_lora(model, TrainSettings(lora_dropout=0.0), added)
     batch = tokenizer(render(MESSAGES, add_generation_prompt=True), return_tensors="pt")
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
-    for _ in range(3):
-        model(**batch, labels=batch["input_ids"]).loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
-    model.eval()
+    train_briefly(model, batch)
     trained = _logits(model, tokenizer, render(MESSAGES, add_generation_prompt=True))
     run_dir = tmp_path / "run"
     model.save_pretrained(run_dir / "adapter")

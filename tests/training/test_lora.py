@@ -11,6 +11,7 @@ from sobesednik.errors import ConfigError
 from sobesednik.modeling.load import load_base, load_run
 from sobesednik.training.lora import LAYOUTS, save_adapter, target_modules, wrap_with_lora
 from sobesednik.training.settings import TrainSettings
+from tiny_training import train_briefly
 
 MESSAGES = [{"role": "user", "content": "Кто едет на дачу?"}, {"role": "assistant", "content": "Я еду"},
             {"role": "user", "content": "Во сколько?"}]
@@ -61,12 +62,7 @@ def test_untied_head_trains_the_added_tokens_rows_and_the_adapter_reproduces_the
     model = wrap_with_lora(model, TrainSettings(lora_dropout=0.0), added)
     text = render(MESSAGES, add_generation_prompt=False) + f" {USER_TOKEN}"
     batch = tokenizer(text, return_tensors="pt", add_special_tokens=False)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
-    for _ in range(3):
-        model(**batch, labels=batch["input_ids"]).loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
-    model.eval()
+    train_briefly(model, batch)
     trained = _logits(model, tokenizer, text)
     run_dir = tmp_path / "run"
     save_adapter(model, tokenizer, run_dir / "adapter")
