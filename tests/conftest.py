@@ -107,6 +107,16 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, sample_export: Path
 
 
 @pytest.fixture(scope="session")
+def tiny_arch_dirs(tmp_path_factory: pytest.TempPathFactory, sample_export: Path) -> dict[str, Path]:
+    """Untrained tiny bases of every `tiny-model --arch`, tokenizers trained on the sample export's text."""
+    from sobesednik.modeling.tiny import ARCHS, TinyModelConfig, build_tiny_model
+
+    texts = _export_texts(sample_export)
+    return {arch: build_tiny_model(texts, tmp_path_factory.mktemp(f"tiny-{arch}"), TinyModelConfig(arch=arch))
+            for arch in ARCHS}
+
+
+@pytest.fixture(scope="session")
 def prepared_data_dir(tmp_path_factory: pytest.TempPathFactory, sample_export: Path) -> Path:
     """`sobesednik prepare` with default options on the sample export: train/valid/test.jsonl, stats, manifest."""
     from sobesednik.data.prepare import prepare

@@ -84,7 +84,7 @@ def prepare_command(given: Given[PrepareSettings]) -> None:
 
 @settings_command(app, "tiny-model", TinyModelSettings)
 def tiny_model_command(given: Given[TinyModelSettings]) -> None:
-    """Build a tiny offline base model (tokenizer + small GPT-2) from a prepared dataset's text."""
+    """Build a tiny offline base model (tokenizer + small GPT-2, Llama or Qwen2) from a prepared dataset's text."""
     from sobesednik.training.pretrain import build_tiny_base
 
     result = build_tiny_base(given.settings())

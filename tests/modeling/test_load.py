@@ -110,3 +110,47 @@ def test_load_in_4bit_without_cuda_is_refused():
         pytest.skip("CUDA is present: QLoRA is allowed")
     with pytest.raises(ConfigError, match="needs a CUDA GPU"):
         quantization_config()
+
+
+def test_default_base_loads_under_either_hub_name(tiny_model_dir: Path, tmp_path: Path):
+    """A cache that holds the model as t-bank-ai/… serves tinkoff-ai/… (the default), offline."""
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    from sobesednik.modeling.load import _from_pretrained
+
+    commit = "0" * 40
+    repo = tmp_path / "hub" / "models--t-bank-ai--ruDialoGPT-medium"
+    shutil.copytree(tiny_model_dir, repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    tokenizer = _from_pretrained(AutoTokenizer, "tinkoff-ai/ruDialoGPT-medium", "tokenizer_config.json",
+                                 cache_dir=str(tmp_path / "hub"))
+    assert USER_TOKEN in tokenizer.get_vocab()
+    with pytest.raises(ModelDirError, match=r"\(tinkoff-ai/ruDialoGPT-small or t-bank-ai/ruDialoGPT-small\)"):
+        load_base("tinkoff-ai/ruDialoGPT-small")
+
+
+def test_pickle_only_weights_load_with_weights_only_and_export_as_safetensors(tiny_model_dir: Path, tmp_path: Path):
+    """ruDialoGPT ships only pytorch_model.bin: it loads (weights_only unpickler), the export is safetensors."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from sobesednik.training.export import export
+    from sobesednik.training.lora import save_adapter, wrap_with_lora
+    from sobesednik.training.settings import ExportSettings, TrainSettings
+
+    pickled = tmp_path / "pickled"
+    original = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    # transformers 5 writes only safetensors (`safe_serialization=False` is gone): pickle by hand, as old repos did.
+    original.config.save_pretrained(pickled)
+    torch.save(original.state_dict(), pickled / "pytorch_model.bin")
+    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(pickled)
+    assert (pickled / "pytorch_model.bin").is_file() and not (pickled / "model.safetensors").exists()
+    model, tokenizer, added = load_base(str(pickled))
+    assert torch.equal(model.get_input_embeddings().weight, original.get_input_embeddings().weight)
+    save_adapter(wrap_with_lora(model, TrainSettings(), added), tokenizer, tmp_path / "run" / "adapter")
+    export(ExportSettings(run_dir=tmp_path / "run", out=tmp_path / "model"))
+    assert (tmp_path / "model" / "model.safetensors").is_file()
+    assert not (tmp_path / "model" / "pytorch_model.bin").exists()

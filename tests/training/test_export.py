@@ -16,6 +16,7 @@ from sobesednik.modeling.tiny import TinyModelConfig, build_tiny_model
 from sobesednik.training.export import export
 from sobesednik.training.lora import wrap_with_lora
 from sobesednik.training.settings import ExportSettings, TrainSettings
+from tiny_training import train_briefly
 
 MESSAGES = [{"role": "user", "content": "Кто едет на дачу?"}, {"role": "assistant", "content": "Я еду"},
             {"role": "user", "content": "Во сколько?"}]
@@ -76,12 +77,7 @@ def test_added_role_tokens_travel_with_the_adapter(tmp_path: Path):
     model, tokenizer, added = load_base(str(base_dir))
     model = wrap_with_lora(model, TrainSettings(lora_dropout=0.0), added)
     batch = tokenizer(render(MESSAGES, add_generation_prompt=True), return_tensors="pt")
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
-    for _ in range(3):
-        model(**batch, labels=batch["input_ids"]).loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
-    model.eval()
+    train_briefly(model, batch)
     trained = _logits(model, tokenizer, render(MESSAGES, add_generation_prompt=True))
     run_dir = tmp_path / "run"
     model.save_pretrained(run_dir / "adapter")
@@ -102,3 +98,20 @@ def test_export_refuses_a_non_empty_out_and_a_non_run(trained_run_dir: Path, tmp
         export(ExportSettings(run_dir=trained_run_dir, out=tmp_path / "taken"))
     with pytest.raises(ModelDirError, match="is not a training run"):
         export(ExportSettings(run_dir=tmp_path, out=tmp_path / "model"))
+
+
+def test_exported_tokenizer_loads_as_a_plain_fast_tokenizer(exported_model_dir: Path):
+    """`tokenizer_config.json` names a class every transformers version has (vLLM pins an older one)."""
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    from sobesednik.modeling.chat_template import CHAT_TEMPLATE
+
+    config = json.loads((exported_model_dir / "tokenizer_config.json").read_text(encoding="utf-8"))
+    assert config["tokenizer_class"] == "PreTrainedTokenizerFast"
+    assert config["chat_template"] == CHAT_TEMPLATE == (exported_model_dir / "chat_template.jinja").read_text()
+    plain = PreTrainedTokenizerFast.from_pretrained(exported_model_dir)
+    auto = AutoTokenizer.from_pretrained(exported_model_dir)
+    prompt = plain.apply_chat_template(MESSAGES, add_generation_prompt=True, tokenize=False)
+    assert prompt == render(MESSAGES, add_generation_prompt=True)
+    assert plain(prompt, add_special_tokens=False)["input_ids"] == auto(prompt, add_special_tokens=False)["input_ids"]
+    assert plain.eos_token == USER_TOKEN and plain.pad_token not in (None, USER_TOKEN)

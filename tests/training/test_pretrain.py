@@ -9,12 +9,16 @@ from typer.testing import CliRunner
 
 from sobesednik.cli import app
 from sobesednik.dialogue import ASSISTANT_TOKEN, USER_TOKEN, render
+from sobesednik.modeling.formats import chat_format
 from sobesednik.training.pretrain import dialogue_text
 
 
-def test_dialogue_text_is_the_training_rendering():
+def test_dialogue_text_is_the_training_rendering(tiny_model_dir: Path):
+    from transformers import AutoTokenizer
+
     messages = [{"role": "user", "content": "привет"}, {"role": "assistant", "content": "здорово"}]
-    assert dialogue_text(messages) == render(messages, add_generation_prompt=False) + f" {USER_TOKEN}"
+    chat = chat_format(AutoTokenizer.from_pretrained(tiny_model_dir))
+    assert dialogue_text(messages, chat) == render(messages, add_generation_prompt=False) + f" {USER_TOKEN}"
 
 
 def test_tiny_model_command_builds_a_pretrained_base(prepared_data_dir: Path, tmp_path: Path):

@@ -1,9 +1,10 @@
 """The Generator: OpenAI-style messages in, cleaned replies out, many requests decoded as one batch.
 
-It loads an exported MODEL_DIR or a RUN_DIR (base + LoRA adapter, unmerged), builds the prompt with the
-dialogue format (oldest turns dropped to fit the context window and the requested reply length), and decodes
-a batch of rows with its own loop over the KV cache (`kv_cache.py`): left padding, one sampling setting per
-row, and a row that has finished (the closing `@@ПЕРВЫЙ@@`, EOS, a stop string, its token limit, its client
+It loads an exported MODEL_DIR or a RUN_DIR (base + LoRA adapter, unmerged), builds the prompt in the format
+its tokenizer carries (`modeling/formats.py`: the dialogue format or the base's native chat template; oldest
+turns dropped to fit the context window and the requested reply length), and decodes a batch of rows with its
+own loop over the KV cache (`kv_cache.py`): left padding, one sampling setting per row, and a row that has
+finished (the closing `@@ПЕРВЫЙ@@` or end-of-turn token, EOS, a stop string, its token limit, its client
 gone) leaves the batch at once so it stops costing compute. Between two tokens, rows of new requests may join
 the running batch (continuous batching: `admit`), so a request never waits for a whole batch to finish. A
 reply that comes out empty is resampled (it re-joins as a new row) a bounded number of times, then returned
@@ -25,11 +26,12 @@ from typing import Any
 
 import torch
 
-from sobesednik.dialogue import ROLE_TOKENS, Message, render
+from sobesednik.dialogue import ROLE_TOKENS, Message
 from sobesednik.errors import SobesednikError
 from sobesednik.inference.kv_cache import reserved_cache, stack_caches
 from sobesednik.inference.optimize import optimize_model
 from sobesednik.inference.sampling import SamplingParams, apply_repetition_penalty, ban_repeated_ngrams, sample_next
+from sobesednik.modeling.formats import chat_format
 
 logger = logging.getLogger(__name__)
 
@@ -83,13 +85,13 @@ class _Batch:
     logits: torch.Tensor  # [rows, vocab], float32
 
 
-def clean_reply(text: str, stop: Sequence[str] = ()) -> str:
-    """Cut the reply at the first role string or stop string; no leading or trailing whitespace.
+def clean_reply(text: str, stop: Sequence[str] = (), markers: Sequence[str] = tuple(ROLE_TOKENS.values())) -> str:
+    """Cut the reply at the first marker (role or turn token) or stop string; no leading or trailing whitespace.
 
     A byte-level model can write bytes that are not UTF-8 (half a letter); they decode to U+FFFD, which is
     dropped rather than shown as "�".
     """
-    for marker in (*ROLE_TOKENS.values(), *stop):
+    for marker in (*markers, *stop):
         if marker:
             text = text.split(marker, 1)[0]
     return text.replace("\ufffd", "").strip()
@@ -106,10 +108,13 @@ class Generator:
         config = model.config
         self.max_context = int(getattr(config, "n_positions", None) or config.max_position_embeddings)
         self.device = next(model.parameters()).device
+        # The model dir's own format (its tokenizer's chat template) builds prompts and says what ends a reply.
+        self.chat = chat_format(tokenizer)
+        self.markers = self.chat.markers
         vocab = tokenizer.get_vocab()
         eos = model.generation_config.eos_token_id
         eos_ids = eos if isinstance(eos, list) else [eos]
-        self.stop_ids = {i for i in [*eos_ids, tokenizer.eos_token_id, *(vocab.get(t) for t in ROLE_TOKENS.values())]
+        self.stop_ids = {i for i in [*eos_ids, tokenizer.eos_token_id, *(vocab.get(t) for t in self.markers)]
                          if i is not None}
 
     @classmethod
@@ -136,7 +141,7 @@ class Generator:
         budget = self._budget(max_new_tokens)
         start = 0
         while True:
-            ids = self.tokenizer.encode(render(messages[start:], add_generation_prompt=True), add_special_tokens=False)
+            ids = self.tokenizer.encode(self.chat.prompt(messages[start:]), add_special_tokens=False)
             if len(ids) <= budget or start == len(messages) - 1:
                 break
             # Skip ahead by an estimate of how many turns are over budget, then re-check exactly.
@@ -195,7 +200,7 @@ class Generator:
 
     def _text(self, row: _Decoding) -> str:
         decoded = self.tokenizer.decode(row.tokens, skip_special_tokens=True)
-        return clean_reply(decoded, row.request.params.stop)
+        return clean_reply(decoded, row.request.params.stop, self.markers)
 
     @torch.inference_mode()
     def _prefill(self, rows: list[_Decoding]) -> _Batch:
@@ -285,7 +290,7 @@ class Generator:
             row.tokens.append(token)
         decoded = self.tokenizer.decode(row.tokens, skip_special_tokens=True)
         if not row.finish_reason and any(marker and marker in decoded
-                                         for marker in (*ROLE_TOKENS.values(), *request.params.stop)):
+                                         for marker in (*self.markers, *request.params.stop)):
             row.finish_reason = "stop"
         if not row.finish_reason and len(row.tokens) >= request.params.max_new_tokens:
             row.finish_reason = "length"
@@ -296,12 +301,12 @@ class Generator:
     def _stream(self, row: _Decoding, decoded: str, *, final: bool) -> None:
         """Pass on the part of the cleaned reply that later tokens can no longer change."""
         stop = row.request.params.stop
-        text = clean_reply(decoded, stop)
+        text = clean_reply(decoded, stop, self.markers)
         if not final:
             # Hold back what could still become a stop string or trailing space (`clean_reply` already drops an
             # unfinished UTF-8 character).
-            hold = max((len(marker) for marker in (*ROLE_TOKENS.values(), *stop)), default=1) - 1
-            text = clean_reply(decoded[: max(0, len(decoded) - hold)], stop)
+            hold = max((len(marker) for marker in (*self.markers, *stop)), default=1) - 1
+            text = clean_reply(decoded[: max(0, len(decoded) - hold)], stop, self.markers)
         if text.startswith(row.sent) and len(text) > len(row.sent):
             delta, row.sent = text[len(row.sent):], text
             row.request.on_text(delta)  # type: ignore[misc]

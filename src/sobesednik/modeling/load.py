@@ -19,6 +19,8 @@ from urllib.parse import urlsplit
 
 from sobesednik.dialogue import ASSISTANT_TOKEN, CLOSING_TOKEN, USER_TOKEN
 from sobesednik.errors import ConfigError, ModelDirError
+from sobesednik.modeling.defaults import hub_names
+from sobesednik.modeling.formats import Format, chat_format, format_of
 from sobesednik.modeling.model_dir import set_chat_template, set_special_ids
 
 if TYPE_CHECKING:
@@ -67,37 +69,55 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
 def _from_pretrained(loader: Any, name: str, marker: str = "config.json", **kwargs: Any) -> Any:
     """Call `loader.from_pretrained`, turning "cannot find it" into one line with the fix.
 
-    A Hub id is looked up in the local cache first; only when it is not there is the network tried, and only
-    when the Hub answers at all: huggingface_hub would otherwise retry for most of a minute before failing.
+    A Hub id is looked up in the local cache first, under each of its names (`defaults.HUB_ALIASES`); only when
+    it is in none is the network tried, and only when the Hub answers at all: huggingface_hub would otherwise
+    retry for most of a minute before failing.
     """
     source = check_model_source(name, marker)
-    local = Path(source).is_dir()
-    try:
-        if local:
-            return loader.from_pretrained(source, **kwargs)
+    if Path(source).is_dir():
         try:
-            return loader.from_pretrained(source, local_files_only=True, **kwargs)
-        except OSError:
-            if _hub_offline() or not _hub_reachable():
-                raise
-        return loader.from_pretrained(source, **kwargs)
-    except OSError as error:
-        if local:
+            return loader.from_pretrained(source, **kwargs)
+        except OSError as error:
             raise ModelDirError(f"cannot load {source}: {error}".splitlines()[0]) from None
-        raise ModelDirError(
-            f"{name!r} is no directory here ({Path.cwd()}), and as a Hub model it is not in the local cache "
-            "and no network: pass an existing directory (`sobesednik export` or `sobesednik tiny-model` makes "
-            "one), or run once with network access (and check the Hub id) to download it"
-        ) from None
+    names = hub_names(source)
+    for hub_id in names:
+        try:
+            return loader.from_pretrained(hub_id, local_files_only=True, **kwargs)
+        except OSError:
+            pass
+    if not _hub_offline() and _hub_reachable():
+        for hub_id in names:
+            try:
+                return loader.from_pretrained(hub_id, **kwargs)
+            except OSError:
+                pass
+    raise ModelDirError(
+        f"{name!r} is no directory here ({Path.cwd()}), and as a Hub model ({' or '.join(names)}) it is not in "
+        "the local cache and no network: pass an existing directory (`sobesednik export` or "
+        "`sobesednik tiny-model` makes one), or run once with network access (and check the Hub id) to download it"
+    )
 
 
-def prepare_tokenizer(tokenizer: PreTrainedTokenizerBase) -> list[int]:
-    """Add missing role tokens, make EOS the closing token and pad distinct from it; return added ids."""
-    vocab = tokenizer.get_vocab()
-    missing = [token for token in (USER_TOKEN, ASSISTANT_TOKEN) if token not in vocab]
-    if missing:
-        tokenizer.add_special_tokens({"additional_special_tokens": missing})
-    tokenizer.eos_token = CLOSING_TOKEN
+def prepare_tokenizer(tokenizer: PreTrainedTokenizerBase, format: Format | None = None) -> list[int]:
+    """Make `tokenizer` speak `format` (its own when None, see `formats.format_of`); return the ids added to it.
+
+    The dialogue format adds the missing role tokens and sets its chat template; the native format keeps the
+    base's template. Either way the EOS becomes the token that closes a reply and the pad token differs from it.
+    """
+    format = format or format_of(tokenizer)
+    missing: list[str] = []
+    if format == "native":
+        if format_of(tokenizer) != "native":
+            raise ConfigError("--format native needs a base whose tokenizer ships its own chat template, and this "
+                              "one has none (or the dialogue format's): drop --format native")
+        tokenizer.eos_token = chat_format(tokenizer).end_of_turn
+    else:
+        vocab = tokenizer.get_vocab()
+        missing = [token for token in (USER_TOKEN, ASSISTANT_TOKEN) if token not in vocab]
+        if missing:
+            tokenizer.add_special_tokens({"additional_special_tokens": missing})
+        tokenizer.eos_token = CLOSING_TOKEN
+        set_chat_template(tokenizer)
     if tokenizer.pad_token is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
         # Any non-EOS token works (padded positions are masked); reuse GPT-2's <|endoftext|> when it is free.
         if tokenizer.bos_token is not None and tokenizer.bos_token_id != tokenizer.eos_token_id:
@@ -105,29 +125,32 @@ def prepare_tokenizer(tokenizer: PreTrainedTokenizerBase) -> list[int]:
         else:
             missing.append(PAD_TOKEN)
             tokenizer.add_special_tokens({"pad_token": PAD_TOKEN})
-    set_chat_template(tokenizer)
     return [tokenizer.convert_tokens_to_ids(token) for token in missing]
 
 
-def load_tokenizer(name: str) -> tuple[PreTrainedTokenizerBase, list[int]]:
-    """The tokenizer of `name`, prepared for the dialogue format, and the ids of the tokens added to it."""
+def load_tokenizer(name: str, format: Format | None = None) -> tuple[PreTrainedTokenizerBase, list[int]]:
+    """The tokenizer of `name`, prepared for `format` (its own when None), and the ids of the tokens added to it."""
     from transformers import AutoTokenizer
 
     tokenizer = _from_pretrained(AutoTokenizer, name, "tokenizer_config.json")
-    added = prepare_tokenizer(tokenizer)
+    added = prepare_tokenizer(tokenizer, format)
     return tokenizer, added
 
 
 def load_base(
-    name: str, *, load_in_4bit: bool = False, dtype: str = "float32"
+    name: str, *, load_in_4bit: bool = False, dtype: str = "float32", format: Format | None = None
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, list[int]]:
-    """Base model and prepared tokenizer; embeddings resized when tokens were added (ids returned)."""
+    """Base model and tokenizer prepared for `format`; embeddings resized when tokens were added (ids returned).
+
+    Pickle-only checkpoints (`pytorch_model.bin`, as ruDialoGPT ships) load with torch's `weights_only`
+    unpickler, which refuses anything but tensors: transformers' default, passed explicitly so it stays so.
+    """
     import torch
     from transformers import AutoModelForCausalLM
 
     check_model_source(name)  # a model dir is checked for its weights' config before the tokenizer loads
-    tokenizer, added = load_tokenizer(name)
-    kwargs: dict[str, Any] = {"dtype": getattr(torch, dtype)}
+    tokenizer, added = load_tokenizer(name, format)
+    kwargs: dict[str, Any] = {"dtype": getattr(torch, dtype), "weights_only": True}
     if load_in_4bit:
         kwargs["quantization_config"] = quantization_config()
     model = _from_pretrained(AutoModelForCausalLM, name, **kwargs)
@@ -171,9 +194,9 @@ def load_run(run_dir: Path, *, merge: bool = False) -> tuple[Any, PreTrainedToke
     if not is_run_dir(run_dir):
         raise ModelDirError(f"{run_dir} is not a training run: {ADAPTER_DIR}/adapter_config.json is missing; "
                             "pass the --out directory of `sobesednik train`")
-    model, _, _ = load_base(run_base(run_dir))
     # The run's tokenizer holds the tokens added during training; the rows the adapter trained fill them.
     tokenizer, _ = load_tokenizer(str(run_dir / ADAPTER_DIR))
+    model, _, _ = load_base(run_base(run_dir), format=format_of(tokenizer))
     if model.get_input_embeddings().num_embeddings != len(tokenizer):
         model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
     model = PeftModel.from_pretrained(model, run_dir / ADAPTER_DIR)

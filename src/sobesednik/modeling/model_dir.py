@@ -10,6 +10,7 @@ config; the service reads its sampling defaults back from there (`sampling_defau
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -49,8 +50,18 @@ def save_model_dir(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, o
         set_chat_template(tokenizer)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out, safe_serialization=True)
-    tokenizer.save_pretrained(out)
+    save_portable_tokenizer(tokenizer, out)
     return out
+
+
+def save_portable_tokenizer(tokenizer: Any, out: Path) -> None:
+    """`tokenizer.save_pretrained(out)`, then its config made readable by every transformers version."""
+    tokenizer.save_pretrained(out)
+    config_path = out / "tokenizer_config.json"
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    config["tokenizer_class"] = "PreTrainedTokenizerFast"
+    config["chat_template"] = tokenizer.chat_template
+    config_path.write_text(json.dumps(config, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
 
 
 def sampling_defaults(config: Any) -> dict[str, Any]:

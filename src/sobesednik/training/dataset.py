@@ -1,10 +1,11 @@
 """`ConversationDataset`: prepared JSONL dialogues → token ids with labels on the reply only.
 
-Each sample is rendered exactly as `dialogue.render()` + `dialogue.render_reply()` (so as the exported chat
-template renders it), tokenized turn by turn, and truncated to `max_length` by dropping the oldest context
-turns. The labels are -100 everywhere except on the reply's tokens and the closing `@@ПЕРВЫЙ@@` after it:
-the loss teaches what to say and when to stop, never the context. A reply that does not fit on its own is
-dropped and counted in `dropped_too_long`.
+Each sample is rendered in the tokenizer's format (`modeling/formats.py`: the dialogue format, as
+`dialogue.render()` + `dialogue.render_reply()` and the exported chat template render it, or the base's native
+template), tokenized as one string, and truncated to `max_length` by dropping the oldest context turns. The
+labels are -100 everywhere except on the reply's tokens and the token that closes it (`@@ПЕРВЫЙ@@`, or the
+template's end-of-turn token): the loss teaches what to say and when to stop, never the context. A reply
+that does not fit on its own is dropped and counted in `dropped_too_long`.
 
     dataset = ConversationDataset(read_jsonl(Path("data/train.jsonl")), tokenizer, max_length=256)  # dialogue.py
 """
@@ -16,8 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sobesednik.dialogue import ASSISTANT_TOKEN, ROLE_TOKENS, Message, read_jsonl, render_reply
+from sobesednik.dialogue import Message, read_jsonl
 from sobesednik.errors import DatasetError
+from sobesednik.modeling.formats import ChatFormat, chat_format
 
 IGNORE_INDEX = -100  # label value that the cross-entropy loss skips
 
@@ -33,32 +35,33 @@ class Sample:
         return len(self.input_ids)
 
 
-def context_pieces(messages: Sequence[Message]) -> list[str]:
-    """The prompt as rendered text pieces: one per context turn, then the generation prompt `@@ВТОРОЙ@@`.
+def _encode(tokenizer: Any, prompt: str, reply: str) -> tuple[list[int], int]:
+    """Token ids of `prompt + reply` tokenized as one string, and how many of them are the prompt's.
 
-    Their concatenation is `render(messages, add_generation_prompt=True)`; since role tokens are special
-    tokens, tokenizing the pieces one by one gives the same ids as tokenizing the whole string.
+    One string, not two: tokenizers that mark the text's start (SentencePiece's `▁`) or merge across the seam
+    would give other ids for the reply alone than for the reply after its prompt, and the model sees the latter.
     """
-    return [f"{ROLE_TOKENS[m['role']]} {m['content']} " for m in messages] + [ASSISTANT_TOKEN]
+    encoded = tokenizer(prompt + reply, add_special_tokens=False, return_offsets_mapping=True)
+    boundary = sum(start < len(prompt) for start, _ in encoded["offset_mapping"])
+    return encoded["input_ids"], boundary
 
 
-def tokenize_dialogue(messages: Sequence[Message], tokenizer: Any, max_length: int) -> Sample | None:
+def tokenize_dialogue(messages: Sequence[Message], tokenizer: Any, max_length: int,
+                      chat: ChatFormat | None = None) -> Sample | None:
     """Tokenize one dialogue, dropping the oldest context turns to fit; None when the reply alone is too long."""
+    chat = chat or chat_format(tokenizer)
     *context, reply = messages
-    pieces = context_pieces(context)
-    encoded = tokenizer([*pieces, render_reply(reply["content"])], add_special_tokens=False)["input_ids"]
-    *turn_ids, prompt_ids, reply_ids = encoded
-    budget = max_length - len(prompt_ids) - len(reply_ids)
-    if budget < 0:
+    # Chat templates refuse an empty conversation: the native format keeps at least the turn before the reply.
+    shortest = 0 if chat.name == "dialogue" else 1
+    if len(context) < shortest:
         return None
-    kept: list[list[int]] = []
-    for ids in reversed(turn_ids):  # newest first: the turns right before the reply matter most
-        if len(ids) > budget:
-            break
-        kept.insert(0, ids)
-        budget -= len(ids)
-    context_ids = [token for ids in kept for token in ids] + prompt_ids
-    return Sample(context_ids + reply_ids, [IGNORE_INDEX] * len(context_ids) + reply_ids)
+    for start in range(len(context) - shortest + 1):  # the turns right before the reply matter most: drop the oldest
+        ids, boundary = _encode(tokenizer, *chat.texts(context[start:], reply["content"]))
+        if len(ids) <= max_length:
+            return Sample(ids, [IGNORE_INDEX] * boundary + ids[boundary:])
+        if len(ids) - boundary >= max_length:  # the reply leaves no room even for the shortest prompt
+            return None
+    return None
 
 
 class ConversationDataset:
@@ -67,8 +70,9 @@ class ConversationDataset:
     def __init__(self, dialogues: Iterable[Sequence[Message]], tokenizer: Any, max_length: int) -> None:
         self.samples: list[Sample] = []
         self.dropped_too_long = 0
+        chat = chat_format(tokenizer)
         for messages in dialogues:
-            sample = tokenize_dialogue(messages, tokenizer, max_length)
+            sample = tokenize_dialogue(messages, tokenizer, max_length, chat)
             if sample is None:
                 self.dropped_too_long += 1
             else:

@@ -1,10 +1,22 @@
-"""The LoRA adapter for GPT-2-style bases (ruDialoGPT): which modules, and the rows of added tokens.
+"""The LoRA adapter: which modules of the base it adapts, and the rows of the tokens training added.
 
-GPT-2 implements its projections as `Conv1D` (weight stored transposed), hence `fan_in_fan_out=True`.
-When the base lacked the role tokens, `load_base` added them and resized the embeddings; their rows start
-untrained, so they train with the adapter through peft's `trainable_token_indices` on the input embedding
-(tied to the LM head in GPT-2). peft saves the full trained rows with the adapter, so base + adapter reproduces
-the trained model exactly, whatever values the resized rows had before.
+Target modules come from the base's own module names, so any model of a known layout works without a table of
+model types (`lora_target_modules` overrides them):
+
+- GPT-2 layout (ruDialoGPT, GPT-2): `c_attn`, `c_proj`; measured: learns as well as adding `c_fc`, at lower
+  cost (docs/benchmarks.md).
+- Llama layout (Llama, Qwen2/3, Mistral, Gemma, Vikhr, T-lite): `q_proj k_proj v_proj o_proj gate_proj up_proj
+  down_proj`, every linear layer of a block: QLoRA (Dettmers et al. 2023, section 4) finds that adapting all of
+  them is what matches full fine-tuning, attention alone falls short.
+
+GPT-2 implements its projections as `Conv1D` (weight stored transposed), hence `fan_in_fan_out`. When the base lacked
+the role tokens, `load_base` added them and resized the embeddings; their rows start untrained, so they train
+with the adapter through peft's `trainable_token_indices`: on the input embedding, and on the output head too
+when the head is not tied to it (Llama 3 8B, Qwen2.5-7B, Mistral), or the closing token's output row, the one
+that makes a reply end, would never learn. Only those rows are saved (a few kB): `save_adapter` turns off peft's
+habit of storing the whole resized embedding and head, and `modules_to_save` would store them too (vocabulary ×
+hidden floats each, 2 GB for Llama 3 8B's pair in fp32). peft's trainable tokens hold the rows' values, not
+deltas, so base + adapter reproduces the trained model exactly, whatever values the resized rows had before.
 
     model = wrap_with_lora(model, settings, added_token_ids)
 """
@@ -16,31 +28,70 @@ from typing import Any
 from sobesednik.errors import ConfigError
 from sobesednik.training.settings import TrainSettings
 
+# (layout, modules): the first layout whose modules the base all has is its default.
+LAYOUTS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("GPT-2", ("c_attn", "c_proj")),
+    ("Llama", ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")),
+)
+
+
+def linear_modules(model: Any) -> list[str]:
+    """The names (last part) of the model's linear layers LoRA can adapt; the output head is not one."""
+    import torch
+    from transformers.pytorch_utils import Conv1D
+
+    head = model.get_output_embeddings()
+    return sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules()
+                   if isinstance(module, torch.nn.Linear | Conv1D) and module is not head})
+
+
+def target_modules(settings: TrainSettings, model: Any) -> list[str]:
+    """`settings.lora_target_modules`, or the default of the base's layout; refuses names the model lacks."""
+    available = set(linear_modules(model))
+    hint = (f"this model's linear modules are {', '.join(sorted(available))}: pass the ones to adapt with "
+            "--lora-target-modules NAME (repeat the flag for several)")
+    if settings.lora_target_modules:
+        unknown = sorted(set(settings.lora_target_modules) - available)
+        if unknown:
+            raise ConfigError(f"lora_target_modules {unknown} are not linear modules of this model; {hint}")
+        return list(settings.lora_target_modules)
+    for _, modules in LAYOUTS:
+        if available.issuperset(modules):
+            return list(modules)
+    known = "; ".join(f"{layout}: {', '.join(modules)}" for layout, modules in LAYOUTS)
+    raise ConfigError(f"this base ({model.config.model_type}) has no known module layout ({known}); {hint}")
+
 
 def lora_config(settings: TrainSettings, model: Any, added_token_ids: list[int]) -> Any:
-    """The peft `LoraConfig` for `model`; refuses target modules the model does not have."""
+    """The peft `LoraConfig` for `model`."""
     from peft import LoraConfig
+    from transformers.pytorch_utils import Conv1D
 
-    names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
-    unknown = sorted(set(settings.lora_target_modules) - names)
-    if unknown:
-        raise ConfigError(f"lora_target_modules {unknown} are not modules of this model; "
-                          "GPT-2 bases have c_attn, c_proj, c_fc")
-    embedding_name = _input_embedding_name(model)
+    modules = target_modules(settings, model)
+    conv1d = any(isinstance(module, Conv1D) and name.rsplit(".", 1)[-1] in modules
+                 for name, module in model.named_modules())
     return LoraConfig(
         task_type="CAUSAL_LM",
         r=settings.lora_r,
         lora_alpha=settings.lora_alpha,
         lora_dropout=settings.lora_dropout,
-        target_modules=list(settings.lora_target_modules),
-        fan_in_fan_out=model.config.model_type == "gpt2",
-        trainable_token_indices={embedding_name: list(added_token_ids)} if added_token_ids else None,
+        target_modules=modules,
+        fan_in_fan_out=conv1d,
+        trainable_token_indices=_token_rows(model, added_token_ids) if added_token_ids else None,
     )
 
 
-def _input_embedding_name(model: Any) -> str:
-    embedding = model.get_input_embeddings()
-    return next(name for name, module in model.named_modules() if module is embedding).rsplit(".", 1)[-1]
+def _module_name(model: Any, target: Any) -> str:
+    return next(name for name, module in model.named_modules() if module is target).rsplit(".", 1)[-1]
+
+
+def _token_rows(model: Any, added_token_ids: list[int]) -> dict[str, list[int]]:
+    """The added tokens' rows on the input embedding, and on the output head when it is a separate matrix."""
+    embedding, head = model.get_input_embeddings(), model.get_output_embeddings()
+    rows = {_module_name(model, embedding): list(added_token_ids)}
+    if head is not None and head.weight is not embedding.weight:  # tied heads share the embedding's rows
+        rows[_module_name(model, head)] = list(added_token_ids)
+    return rows
 
 
 def wrap_with_lora(model: Any, settings: TrainSettings, added_token_ids: list[int], frozen_dtype: Any = None) -> Any:
@@ -63,3 +114,9 @@ def wrap_with_lora(model: Any, settings: TrainSettings, added_token_ids: list[in
             if not parameter.requires_grad:
                 parameter.data = parameter.data.to(frozen_dtype)
     return model
+
+
+def save_adapter(model: Any, tokenizer: Any, adapter_dir: Any) -> None:
+    """Save the adapter (LoRA weights and the added tokens' rows only) and the tokenizer it was trained with."""
+    model.save_pretrained(adapter_dir, save_embedding_layers=False)
+    tokenizer.save_pretrained(adapter_dir)

@@ -1,11 +1,12 @@
 """The `tiny-model` stage: a tiny offline base built from a prepared dataset, optionally pretrained on its text.
 
 A randomly initialised model gives LoRA nothing to adapt, so `--pretrain-steps N` first trains the whole tiny
-model as a plain language model on the training dialogues rendered in the dialogue format (full fine-tuning,
-every token a target). The result plays the part ruDialoGPT plays in real use: a base that already speaks,
-which `train --base MODEL_DIR` then adapts with LoRA.
+model as a plain language model on the training dialogues rendered in its tokenizer's format (the dialogue
+format for `gpt2`, the native chat template for `llama` and `qwen2`; full fine-tuning, every token a target).
+The result plays the part ruDialoGPT plays in real use: a base that already speaks, which
+`train --base MODEL_DIR` then adapts with LoRA.
 
-    sobesednik tiny-model --data data --out models/tiny --pretrain-steps 300
+    sobesednik tiny-model --data data --out models/tiny --pretrain-steps 300 [--arch llama]
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from sobesednik.dialogue import Message, data_file, read_jsonl, render, render_reply
+from sobesednik.dialogue import Message, data_file, read_jsonl
+from sobesednik.modeling.formats import ChatFormat, chat_format
 from sobesednik.modeling.tiny import TinyModelConfig, build_tiny_model
 from sobesednik.training.settings import TinyModelSettings
 
@@ -31,20 +33,22 @@ class TinyModelResult:
     final_loss: float | None
 
 
-def dialogue_text(messages: Sequence[Message]) -> str:
+def dialogue_text(messages: Sequence[Message], chat: ChatFormat) -> str:
     """A whole dialogue as the model sees it in training, closing token included."""
-    return render(messages[:-1], add_generation_prompt=True) + render_reply(messages[-1]["content"])
+    return "".join(chat.texts(messages[:-1], messages[-1]["content"]))
 
 
-def pretrain(model_dir: Path, texts: Sequence[str], steps: int, seed: int) -> float:
-    """Train the model in `model_dir` as a plain LM on `texts` for `steps` steps, save it; return the last loss."""
+def pretrain(model_dir: Path, dialogues: Sequence[Sequence[Message]], steps: int, seed: int) -> float:
+    """Train the model in `model_dir` as a plain LM on `dialogues` for `steps` steps, save it; return the last loss."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir)
-    stream = [token for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"] for token in ids]
-    block = min(BLOCK, model.config.n_positions)
+    chat = chat_format(tokenizer)
+    texts = [dialogue_text(messages, chat) for messages in dialogues]
+    stream = [token for ids in tokenizer(texts, add_special_tokens=False)["input_ids"] for token in ids]
+    block = min(BLOCK, model.config.max_position_embeddings)
     rows = [stream[i:i + block] for i in range(0, len(stream) - block + 1, block // 2)]  # half-overlapping
     if not rows:
         rows = [stream]
@@ -68,10 +72,10 @@ def pretrain(model_dir: Path, texts: Sequence[str], steps: int, seed: int) -> fl
 
 
 def build_tiny_base(settings: TinyModelSettings) -> TinyModelResult:
-    """Tokenizer and tiny GPT-2 from the dataset's train split, then `pretrain_steps` of plain LM training."""
+    """Tokenizer and tiny model from the dataset's train split, then `pretrain_steps` of plain LM training."""
     dialogues = read_jsonl(data_file(settings.data, "train"))
-    texts = [dialogue_text(messages) for messages in dialogues]
-    config = TinyModelConfig(vocab_size=settings.vocab_size, seed=settings.seed)
+    config = TinyModelConfig(arch=settings.arch, vocab_size=settings.vocab_size, seed=settings.seed)
     build_tiny_model([message["content"] for messages in dialogues for message in messages], settings.out, config)
-    loss = pretrain(settings.out, texts, settings.pretrain_steps, settings.seed) if settings.pretrain_steps else None
+    steps = settings.pretrain_steps
+    loss = pretrain(settings.out, dialogues, steps, settings.seed) if steps else None
     return TinyModelResult(settings.out, settings.pretrain_steps, loss)

@@ -35,6 +35,9 @@ class TinyModelSettings(BaseSettings):
     )
     out: Path = Field(Path("models/tiny"), description="the model dir that `train --base` takes")
     pretrain_steps: int = Field(300, ge=0, description="plain-LM steps on the text, so LoRA has something to adapt")
+    arch: Literal["gpt2", "llama", "qwen2"] = Field(
+        "gpt2", description="architecture of the tiny base: gpt2 (like ruDialoGPT, with the role tokens), llama "
+        "(SentencePiece-style byte-fallback tokenizer, Llama 3 chat template, untied head) or qwen2 (ChatML)")
     vocab_size: int = Field(2000, ge=300, description="BPE merges + bytes + special tokens")
     seed: int = Field(0, description="seeds the tokenizer-independent init and the pretraining order")
 
@@ -79,12 +82,13 @@ class TrainSettings(BaseSettings):
         0.05, ge=0, lt=1,
         description="dropout on the LoRA input, against overfitting small chats",
     )
-    lora_target_modules: list[str] = Field(
-        ["c_attn", "c_proj"],
-        description="modules to adapt (repeat the flag for several), GPT-2 names; "
-        "measured: c_attn+c_proj learns as well as adding c_fc at lower cost "
-        "(docs/benchmarks.md)",
-    )
+    lora_target_modules: list[str] | None = Field(
+        None, description="modules to adapt (repeat the flag for several); empty: the base's layout decides (GPT-2: "
+        "c_attn, c_proj; Llama, Qwen, Mistral, Gemma: q/k/v/o_proj, gate/up/down_proj; docs/training.md says why)")
+    format: Literal["dialogue", "native"] = Field(
+        "dialogue", description="dialogue: the @@ПЕРВЫЙ@@/@@ВТОРОЙ@@ format of ruDialoGPT (role tokens added to "
+        "bases that lack them); native: the chat template the base's tokenizer ships (ChatML, Llama 3), the "
+        "persona being the assistant")
     packing: bool = Field(
         True,
         description="pack samples into rows of --max-length tokens, else group them by length; measured: concatenating "
@@ -121,7 +125,7 @@ class TrainSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _check(self) -> TrainSettings:
-        if not self.lora_target_modules:
+        if self.lora_target_modules is not None and not self.lora_target_modules:
             raise ValueError("lora_target_modules is empty: name at least one module, e.g. c_attn")
         return self
 

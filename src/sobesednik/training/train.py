@@ -26,7 +26,7 @@ from sobesednik.modeling.load import ADAPTER_DIR, load_base
 from sobesednik.training.collate import PackedDataset, PadCollator
 from sobesednik.training.dataset import ConversationDataset
 from sobesednik.training.fidelity import FIDELITY_DEFINITION, FidelityReference, measure_fidelity, reference_or_reason
-from sobesednik.training.lora import wrap_with_lora
+from sobesednik.training.lora import save_adapter, wrap_with_lora
 from sobesednik.training.recipe import plan_steps
 from sobesednik.training.report import plot_losses, write_samples
 from sobesednik.training.settings import TrainSettings
@@ -194,7 +194,7 @@ def train(settings: TrainSettings) -> TrainResult:
     precision = resolve_precision(settings.precision)
     set_seed(settings.seed)
     train_file, valid_file = data_file(settings.data, "train"), data_file(settings.data, "valid")
-    model, tokenizer, added_ids = load_base(settings.base, load_in_4bit=settings.load_in_4bit)
+    model, tokenizer, added_ids = load_base(settings.base, load_in_4bit=settings.load_in_4bit, format=settings.format)
     if settings.max_length > model.config.max_position_embeddings:
         raise ConfigError(f"--max-length {settings.max_length} exceeds the model's "
                           f"{model.config.max_position_embeddings} positions: lower --max-length")
@@ -249,8 +249,7 @@ def train(settings: TrainSettings) -> TrainResult:
 
     adapter_dir = settings.out / ADAPTER_DIR
     if main:
-        trainer.model.save_pretrained(adapter_dir)
-        tokenizer.save_pretrained(adapter_dir)
+        save_adapter(trainer.model, tokenizer, adapter_dir)
         after = replies.sample(trainer.model) if answered else []
         if settings.samples:
             count = min(settings.samples, len(answered))
