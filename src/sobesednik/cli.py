@@ -252,7 +252,9 @@ def export_command(
 
 @app.command("serve")
 def serve_command(
-    model: str | None = typer.Option(None, help="MODEL_DIR from `export` or RUN_DIR from `train`."),
+    model: str | None = typer.Option(None, help="MODEL_DIR or RUN_DIR; with --adapter, their base model."),
+    adapter: Annotated[list[str] | None, typer.Option(
+        help="A persona as NAME=DIR (RUN_DIR or adapter dir trained on --model); repeat.")] = None,
     host: str | None = typer.Option(None, help="Interface to listen on (0.0.0.0 exposes the service)."),
     port: int | None = typer.Option(None, help="Port to listen on."),
     model_name: str | None = typer.Option(None, help="Model id shown to clients (default: the directory name)."),
@@ -268,6 +270,7 @@ def serve_command(
 ) -> None:
     """Serve the model over an OpenAI-compatible HTTP API (API key from SOBESEDNIK_API_KEY)."""
     flags = dict(locals())
+    flags["adapters"] = flags.pop("adapter")
     from sobesednik.api.app import serve
     from sobesednik.api.settings import ApiSettings
 

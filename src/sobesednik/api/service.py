@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import time
 import uuid
@@ -53,12 +52,12 @@ class Service:
         loop = asyncio.get_running_loop()
         try:
             if generator is None:
-                settings = self.settings
-                generator = await loop.run_in_executor(executor, functools.partial(
-                    Generator.load, settings.model, dtype=settings.dtype, quantize=settings.quantize))
+                generator = await loop.run_in_executor(executor, self._load)
             warmup = generator.defaults.with_overrides(max_new_tokens=1, temperature=0.0)
             prompt = generator.chat_prompt([{"role": "user", "content": "привет"}], 1)
-            await loop.run_in_executor(executor, generator.generate, [Request(prompt, warmup)])
+            # One row per persona and the base, in one mixed batch: what every later batch does.
+            rows = [Request(prompt, warmup, adapter=adapter) for adapter in (None, *generator.adapters)]
+            await loop.run_in_executor(executor, generator.generate, rows)
         except Exception as error:  # any failure must show in /readyz, not leave it "loading" forever
             self.load_error = str(error) if isinstance(error, SobesednikError) else f"{type(error).__name__}: {error}"
             logger.error("cannot load the model: %s", self.load_error, exc_info=not isinstance(error, SobesednikError))
@@ -69,7 +68,30 @@ class Service:
             join_fraction=self.settings.join_fraction, max_queue=self.settings.max_queue,
             on_batch=self.metrics.batch_size.observe, executor=executor))
         self.metrics.watch_queue(lambda: self.batcher.queued if self.batcher else 0)
-        logger.info("model %s ready", self.settings.served_name)
+        logger.info("model %s ready", ", ".join(self.model_names))
+
+    def _load(self) -> Generator:
+        settings = self.settings
+        if settings.adapters:
+            return Generator.load_personas(settings.model, settings.personas, dtype=settings.dtype,
+                                           quantize=settings.quantize)
+        return Generator.load(settings.model, dtype=settings.dtype, quantize=settings.quantize)
+
+    @property
+    def model_names(self) -> list[str]:
+        """What /v1/models lists: the base (or the one model), then every persona."""
+        return [self.settings.served_name, *self.settings.personas]
+
+    def adapter_for(self, model: str | None) -> tuple[str, str | None]:
+        """The served name and adapter of a request's `model`: a persona by name, the base by its name or when
+        none is given; 404 for any other name. A service without personas answers to every name, as before."""
+        if not self.settings.adapters or model is None or model == self.settings.served_name:
+            return self.settings.served_name, None
+        if model not in self.settings.personas:
+            known = ", ".join(self.model_names)
+            raise APIError(404, f"model {model!r} is not served here: use one of {known} (GET /v1/models)",
+                           param="model", code="model_not_found")
+        return model, model
 
     # ---- requests ------------------------------------------------------------------------------------------
 
@@ -95,10 +117,11 @@ class Service:
             raise APIError(400, f"{what} hold {chars} characters, more than this server allows "
                                 f"({self.settings.max_chars}): send a shorter history", param=what)
 
-    def rows_for(self, prompt: list[int], params: SamplingParams, n: int) -> list[Request]:
-        """`n` rows of one prompt; with a seed, choice i samples with seed + i so the choices differ."""
+    def rows_for(self, prompt: list[int], params: SamplingParams, n: int, adapter: str | None = None
+                 ) -> list[Request]:
+        """`n` rows of one prompt for `adapter`; with a seed, choice i samples with seed + i so the choices differ."""
         seeds = [None if params.seed is None else params.seed + i for i in range(n)]
-        return [Request(prompt, params.with_overrides(seed=seed)) for seed in seeds]
+        return [Request(prompt, params.with_overrides(seed=seed), adapter=adapter) for seed in seeds]
 
     def _batcher(self) -> Batcher:
         assert self.batcher is not None  # routes reach the service through ReadyServiceDep

@@ -23,12 +23,13 @@ import json
 import logging
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from sobesednik.errors import ConfigError, ModelDirError
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 logger = logging.getLogger(__name__)
 
@@ -133,6 +134,9 @@ class _TokenRows:
 
     def _mixed_batch_forward(self: Any, x: torch.Tensor, *args: Any, adapter_names: list[str],
                              **kwargs: Any) -> torch.Tensor:
+        import torch
+        from torch import nn
+
         layer = self.token_adapter
         base_layer = layer.base_layer
         output = base_layer(x, *args, **kwargs)

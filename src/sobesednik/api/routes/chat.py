@@ -45,17 +45,18 @@ async def create_chat_completion(body: ChatCompletionRequest, service: ReadyServ
         raise APIError(400, "messages hold no user or assistant turn: add at least one user message",
                        param="messages")
     service.check_size([turn["content"] for turn in turns], "messages")
+    name, adapter = service.adapter_for(body.model)
     params = service.params_for(body)
     assert service.generator is not None
     prompt = service.generator.chat_prompt(turns, params.max_new_tokens)
-    rows = service.rows_for(prompt, params, body.n)
+    rows = service.rows_for(prompt, params, body.n, adapter)
     if body.stream:
         pieces = service.stream(rows)  # queued now: a full queue is a 429 before the stream starts
-        return StreamingResponse(_chunks(service, len(rows), pieces), media_type="text/event-stream",
+        return StreamingResponse(_chunks(service, name, len(rows), pieces), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache"})
     completions = await service.complete(rows, http_request)
     return ChatCompletion(
-        id=completion_id("chatcmpl"), created=service.created, model=service.settings.served_name,
+        id=completion_id("chatcmpl"), created=service.created, model=name,
         choices=[ChatChoice(index=i, message=AssistantMessage(content=c.text), finish_reason=c.finish_reason)
                  for i, c in enumerate(completions)],
         usage=Usage(prompt_tokens=len(prompt), completion_tokens=sum(c.completion_tokens for c in completions),
@@ -66,11 +67,11 @@ def sse(data: str) -> str:
     return f"data: {data}\n\n"
 
 
-async def _chunks(service: Service, choices: int, pieces: AsyncIterator[tuple[int, str] | list[Completion]],
+async def _chunks(service: Service, name: str, choices: int, pieces: AsyncIterator[tuple[int, str] | list[Completion]],
                   ) -> AsyncIterator[str]:
     """OpenAI's chunk sequence: the role, content deltas, a finish_reason per choice, then `[DONE]`; a failure
     on the way ends it with an error event (the same envelope as a plain response) and `[DONE]` all the same."""
-    chunk_id, name = completion_id("chatcmpl"), service.settings.served_name
+    chunk_id = completion_id("chatcmpl")
 
     def chunk(index: int, delta: Delta, finish_reason: str | None = None) -> str:
         choice = ChunkChoice(index=index, delta=delta, finish_reason=finish_reason)

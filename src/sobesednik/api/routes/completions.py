@@ -18,13 +18,14 @@ async def create_completion(body: CompletionRequest, service: ReadyServiceDep, h
     if body.stream:
         raise APIError(400, "stream=true is supported on /v1/chat/completions only: drop it here", param="stream")
     service.check_size([body.prompt], "prompt")
+    name, adapter = service.adapter_for(body.model)
     params = service.params_for(body)
     assert service.generator is not None
     prompt = service.generator.text_prompt(body.prompt, params.max_new_tokens)
-    completions = await service.complete(service.rows_for(prompt, params, body.n), http_request)
+    completions = await service.complete(service.rows_for(prompt, params, body.n, adapter), http_request)
     generated = sum(c.completion_tokens for c in completions)
     return Completion(
-        id=completion_id("cmpl"), created=service.created, model=service.settings.served_name,
+        id=completion_id("cmpl"), created=service.created, model=name,
         choices=[CompletionChoice(index=i, text=c.text, finish_reason=c.finish_reason)
                  for i, c in enumerate(completions)],
         usage=Usage(prompt_tokens=len(prompt), completion_tokens=generated, total_tokens=len(prompt) + generated))
