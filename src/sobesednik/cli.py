@@ -127,6 +127,7 @@ def bot_command(
     context_turns: int | None = typer.Option(None, help="Turns of history sent to the model."),
     context_chars: int | None = typer.Option(None, help="Characters of history sent to the model."),
     max_tokens: int | None = typer.Option(None, help="Reply length in tokens (default: the service's)."),
+    persona: str | None = typer.Option(None, help="Persona (model id) of chats that chose none with /persona."),
     service_timeout: float | None = typer.Option(None, help="Seconds for one request to the service."),
     service_deadline: float | None = typer.Option(None, help="Seconds for all retries of one reply."),
     history_max_messages: int | None = typer.Option(None, help="Messages kept per chat."),
