@@ -10,6 +10,7 @@ every batch mixes all k adapters. Prints tokens/s, p50/p95 latency, peak RSS, an
 
     flock /tmp/sobesednik-bench.lock .venv/bin/python bench/adapters.py            # ~5 min on 2 cores
     .venv/bin/python bench/adapters.py --token-rows --rounds 1
+    .venv/bin/python bench/adapters.py --steps        # one decoding step: mixed batch vs one batch per adapter
 """
 
 from __future__ import annotations
@@ -88,6 +89,41 @@ def run(model: Path, name: str, args: tuple[str, ...], models: list[str] | None,
         return row | {"path": path}
 
 
+def step_times(base: Path, adapters: list[Path], repeats: int = 5) -> None:
+    """In-process, one 16-row decoding step (a 64-token cache) with the service's model: each batch mixing k
+    adapters, against the same rows as k batches of one adapter each (what "one batch per adapter" costs)."""
+    import time
+
+    import torch
+
+    from sobesednik.inference.adapters import load_personas
+    from sobesednik.inference.kv_cache import reserved_cache
+    from sobesednik.inference.optimize import optimize_model
+
+    names = [f"p{i}" for i in range(len(adapters))]
+    model, _ = load_personas(str(base), dict(zip(names, adapters, strict=True)))
+    model = optimize_model(model, dtype="auto", quantize="auto")
+    prompt = torch.randint(0, 1000, (USERS, 64))
+
+    @torch.inference_mode()
+    def step(rows: list[int], adapter_names: list[str]) -> float:
+        cache = reserved_cache()
+        model(input_ids=prompt[rows], cache=cache, use_cache=True, adapter_names=adapter_names, logits_to_keep=1)
+        start = time.perf_counter()
+        for _ in range(repeats):
+            model(input_ids=prompt[rows, :1], cache=cache, use_cache=True, adapter_names=adapter_names)
+            cache.crop(-1)  # back to the 64-token prompt: every step costs the same
+        return (time.perf_counter() - start) / repeats
+
+    for count in ADAPTERS:
+        owners = [names[i % count] for i in range(USERS)]
+        mixed = step(list(range(USERS)), owners)
+        split = sum(step([i for i in range(USERS) if owners[i] == name], [name] * (USERS // count))
+                    for name in names[:count])
+        print(f"{count} adapter(s), 16 rows: mixed batch {mixed * 1000:6.1f} ms/step, one batch per adapter "
+              f"{split * 1000:6.1f} ms/step ({split / mixed:4.2f}x the mixed batch's time)", flush=True)
+
+
 def main() -> None:
     from sobesednik.hardware import probe
 
@@ -96,11 +132,16 @@ def main() -> None:
     parser.add_argument("--token-rows", action="store_true", help="adapters also carry trained role-token rows")
     parser.add_argument("--model-dir", type=Path, default=Path("/tmp/sobesednik-bench/rudialogpt-medium-random"))
     parser.add_argument("--out", type=Path, help="also write the figures as JSON here")
+    parser.add_argument("--steps", action="store_true", help="only time one decoding step, mixed against one "
+                        "batch per adapter, in-process")
     args = parser.parse_args()
     print(f"{probe().describe()}; {USERS} users x {args.rounds} rounds, {REPLY_TOKENS} forced tokens per reply",
           flush=True)
     base = build_model(args.model_dir)
     adapters = build_adapters(base, args.model_dir.parent, max(ADAPTERS), args.token_rows)
+    if args.steps:
+        step_times(base, adapters)
+        return
     rows = [run(merged(base, adapters[0], args.model_dir.parent / "merged-0"), "merged", (), None, args.rounds)]
     for count in ADAPTERS:
         names = [f"p{i}" for i in range(count)]
