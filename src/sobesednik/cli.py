@@ -105,14 +105,24 @@ def prepare_command(
     seed: int | None = typer.Option(None, help="Seed of the random split."),
     show_names: bool | None = typer.Option(None, "--show-names/--hide-names", help="Author names in stats."),
     progress: bool | None = typer.Option(None, "--progress/--no-progress", help="Progress bar for big inputs."),
+    per_speaker: bool | None = typer.Option(None, "--per-speaker", help="One dataset per author with enough replies."),
+    min_speaker_replies: int | None = typer.Option(None, help="Train replies an author needs with --per-speaker."),
 ) -> None:
     """Turn Telegram exports into train/valid/test.jsonl dialogues with stats (docs/data.md)."""
     flags = dict(locals())
     flags["chat"], flags["speaker"] = chat or None, speaker or None
+    from sobesednik.data.per_speaker import PERSONAS_FILE, prepare_per_speaker
     from sobesednik.data.prepare import prepare
     from sobesednik.data.settings import PrepareSettings
 
-    result = prepare(build_settings(PrepareSettings, **flags))
+    settings = build_settings(PrepareSettings, **flags)
+    if settings.per_speaker:
+        personas = prepare_per_speaker(settings)
+        typer.echo(f"{len(personas.speakers)} persona dataset(s) ({', '.join(personas.speakers)}), "
+                   f"{len(personas.too_few)} author(s) with too few replies, everyone's in {personas.everyone.out}; "
+                   f"see {settings.out / PERSONAS_FILE}")
+        return
+    result = prepare(settings)
     splits = result.stats["splits"]
     typer.echo(f"{result.stats['samples']} samples (train {splits['train']}, valid {splits['valid']}, "
                f"test {splits['test']}) from {result.stats['messages_read']} messages written to {result.out}; "
