@@ -65,12 +65,11 @@ def merged(base: Path, adapter: Path, out: Path) -> Path:
     from peft import PeftModel
 
     from sobesednik.modeling.load import load_base
+    from sobesednik.modeling.model_dir import save_model_dir
 
     model, tokenizer, _ = load_base(str(base))
     model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return out
+    return save_model_dir(model, tokenizer, out)
 
 
 def run(model: Path, name: str, args: tuple[str, ...], models: list[str] | None, rounds: int) -> dict:

@@ -69,11 +69,11 @@ def fit_classifier(export: Path) -> tuple[object, float]:
 
 def sample_replies(path: Path, contexts: list, seed: int) -> list:
     """One reply per context with the service's Generator and the model's default sampling."""
-    from sobesednik.inference.generator import Generator, Request
+    from sobesednik.inference.generator import Generator, Row
 
     generator = Generator.load(path)
     params = generator.defaults
-    requests = [Request(generator.chat_prompt(context, params.max_new_tokens), params.with_overrides(seed=seed + i))
+    requests = [Row(generator.chat_prompt(context, params.max_new_tokens), params.with_overrides(seed=seed + i))
                 for i, context in enumerate(contexts)]
     completions = []
     for start in range(0, len(requests), 16):  # batches of 16: the service's typical load
@@ -93,8 +93,8 @@ def shares(classifier: object, completions: list, speaker: str) -> tuple[float, 
 def run_size(messages: int, speaker: str, seed: int, variants: list[str], work: Path) -> Iterator[dict]:
     from sobesednik.data.prepare import prepare
     from sobesednik.data.settings import PrepareSettings
-    from sobesednik.modeling.pretrain import build_tiny_base
-    from sobesednik.training.dataset import data_file, read_jsonl
+    from sobesednik.dialogue import data_file, read_jsonl
+    from sobesednik.training.pretrain import build_tiny_base
     from sobesednik.training.settings import TinyModelSettings, TrainSettings
     from sobesednik.training.train import train
 

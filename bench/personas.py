@@ -39,8 +39,8 @@ def main() -> None:
     from service_process import run_service
     from sobesednik.data.prepare import prepare
     from sobesednik.data.settings import PrepareSettings
-    from sobesednik.modeling.pretrain import build_tiny_base
-    from sobesednik.training.dataset import data_file, read_jsonl
+    from sobesednik.dialogue import data_file, read_jsonl
+    from sobesednik.training.pretrain import build_tiny_base
     from sobesednik.training.settings import TinyModelSettings, TrainSettings
     from sobesednik.training.train import train
 

@@ -41,8 +41,10 @@ from pathlib import Path
 import httpx
 import psutil
 
+from sobesednik.modeling.defaults import RECOMMENDED_GENERATION
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))  # the service launcher
+sys.path.insert(0, str(REPO / "tests"))  # service_process, agreement
 
 USERS = 16
 VOCAB = 50261  # ruDialoGPT-medium's vocabulary
@@ -52,7 +54,8 @@ OURS = {"ours-auto": (), "ours-fp32": ("--dtype", "float32", "--quantize", "none
         "ours-int8": ("--quantize", "int8"), "ours-bf16": ("--dtype", "bfloat16")}
 HF = {"hf-generate": "float32", "hf-generate-bf16": "bfloat16"}
 MODES = (*OURS, *HF, "naive", "ct2")
-CARD = {"temperature": 1.2, "top_p": 0.95, "top_k": 10, "repetition_penalty": 1.2, "no_repeat_ngram_size": 2}
+CARD = {name: RECOMMENDED_GENERATION[name]
+        for name in ("temperature", "top_p", "top_k", "repetition_penalty", "no_repeat_ngram_size")}
 
 
 def build_model(out: Path) -> Path:
@@ -60,9 +63,9 @@ def build_model(out: Path) -> Path:
     if (out / "config.json").is_file():
         return out
     import torch
-    from transformers import GenerationConfig, GPT2Config, GPT2LMHeadModel
+    from transformers import GPT2Config, GPT2LMHeadModel
 
-    from sobesednik.modeling.defaults import RECOMMENDED_GENERATION
+    from sobesednik.modeling.model_dir import save_model_dir
     from sobesednik.modeling.tiny import TinyModelConfig, train_tokenizer
 
     tokenizer = train_tokenizer(_texts(), TinyModelConfig())
@@ -72,12 +75,7 @@ def build_model(out: Path) -> Path:
                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
                         pad_token_id=tokenizer.pad_token_id)
     torch.manual_seed(0)
-    model = GPT2LMHeadModel(config)
-    model.generation_config = GenerationConfig(**RECOMMENDED_GENERATION, eos_token_id=tokenizer.eos_token_id,
-                                               pad_token_id=tokenizer.pad_token_id)
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return out
+    return save_model_dir(GPT2LMHeadModel(config), tokenizer, out)
 
 
 def _texts() -> list[str]:
@@ -348,7 +346,7 @@ def beam_cost(model: Path) -> dict:
 def agreement(model: Path, replies: int = 8) -> dict:
     """Greedy top-1 agreement with fp32 of each path `auto` may pick here, and of int8 variants, on this model.
 
-    Teacher-forced (`optimize.top1_agreement`) on fp32's own greedy replies to the bench dialogues. A random model's
+    Teacher-forced (`tests/agreement.py`) on fp32's own greedy replies to the bench dialogues. A random model's
     logits are nearly flat, so a small error flips its argmax far more often than a trained model's: the figures
     are a pessimistic bound for ruDialoGPT.
     """
@@ -357,9 +355,10 @@ def agreement(model: Path, replies: int = 8) -> dict:
     import torch
     from torch import nn
 
+    from agreement import top1_agreement
     from sobesednik.dialogue import render
     from sobesednik.hardware import probe
-    from sobesednik.inference.optimize import conv1d_to_linear, fuse_gelu, optimize_model, top1_agreement
+    from sobesednik.inference.optimize import conv1d_to_linear, fuse_gelu, optimize_model
     from sobesednik.modeling.load import load_model
 
     reference, tokenizer = load_model(str(model))

@@ -142,7 +142,7 @@ def speaker_data_dir(tmp_path_factory: pytest.TempPathFactory, sample_export: Pa
 @pytest.fixture(scope="session")
 def tiny_base_dir(tmp_path_factory: pytest.TempPathFactory, prepared_data_dir: Path) -> Path:
     """`sobesednik tiny-model` on the prepared sample: a tiny GPT-2 pretrained briefly on the dialogues' text."""
-    from sobesednik.modeling.pretrain import build_tiny_base
+    from sobesednik.training.pretrain import build_tiny_base
     from sobesednik.training.settings import TinyModelSettings
 
     out = tmp_path_factory.mktemp("tiny-base") / "model"

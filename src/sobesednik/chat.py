@@ -29,14 +29,16 @@ class ChatSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="SOBESEDNIK_CHAT_", env_file=".env", extra="ignore")
 
-    url: str = "http://127.0.0.1:8000"  # where `sobesednik serve` listens by default
-    model: str | None = None  # MODEL_DIR or RUN_DIR to load in-process instead of calling a service
-    # The service's key; the server's own SOBESEDNIK_API_KEY works too, so one .env serves both.
-    api_key: SecretStr | None = Field(None, validation_alias=AliasChoices("SOBESEDNIK_CHAT_API_KEY",
-                                                                          "SOBESEDNIK_API_KEY", "api_key"))
-    max_tokens: int | None = Field(None, ge=1)  # reply length; None takes the model's default
-    temperature: float | None = Field(None, ge=0)  # None takes the model's default; 0 is greedy
-    timeout_s: float = Field(30, gt=0)  # seconds for a reply from the service, retries included
+    url: str = Field("http://127.0.0.1:8000", description="where `sobesednik serve` listens by default")
+    model: str | None = Field(None, description="MODEL_DIR or RUN_DIR to load in-process instead of calling a service")
+    api_key: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("SOBESEDNIK_CHAT_API_KEY",
+                                                                          "SOBESEDNIK_API_KEY", "api_key"),
+        description="The service's key; the server's own SOBESEDNIK_API_KEY works too, so one .env serves both.",
+    )
+    max_tokens: int | None = Field(None, ge=1, description="reply length; None takes the model's default")
+    temperature: float | None = Field(None, ge=0, description="None takes the model's default; 0 is greedy")
+    timeout_s: float = Field(30, gt=0, description="seconds for a reply from the service, retries included")
 
 
 @contextlib.contextmanager
@@ -65,7 +67,7 @@ def _remote(settings: ChatSettings) -> Iterator[Reply]:
 
 @contextlib.contextmanager
 def _local(settings: ChatSettings) -> Iterator[Reply]:
-    from sobesednik.inference.generator import Generator, Request
+    from sobesednik.inference.generator import Generator, Row
 
     assert settings.model is not None
     generator = Generator.load(settings.model)
@@ -74,7 +76,7 @@ def _local(settings: ChatSettings) -> Iterator[Reply]:
     def reply(history: list[dict[str, str]]) -> Iterator[str]:
         pieces: list[str] = []
         prompt = generator.chat_prompt(history, params.max_new_tokens)
-        generator.generate([Request(prompt, params, on_text=pieces.append)])
+        generator.generate([Row(prompt, params, on_text=pieces.append)])
         yield from pieces
 
     yield reply

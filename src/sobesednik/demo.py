@@ -40,14 +40,25 @@ class DemoSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="SOBESEDNIK_DEMO_", env_file=".env", extra="ignore")
 
-    export: Path = Path("examples/chat_export/result.json")  # the shipped sample; any result.json works
-    # the persona: the sample's lowercase "короче … )))" writer, the style furthest from the others'
-    speaker: str = "Дима Соколов"
-    out: Path = Path("demo")  # everything the demo writes: data/, models/, runs/
-    pretrain_steps: int = Field(300, ge=0)  # plain-LM steps of the tiny base on the whole chat's dialogues
-    train_steps: int | None = Field(None, ge=1)  # LoRA optimizer steps; None: train's own recipe decides
-    bot: bool = False  # after the scripted chat, run the Telegram bot on the demo model (needs SOBESEDNIK_BOT_TOKEN)
-    record: Path | None = None  # also save the terminal output as an SVG picture here (README's docs/demo.svg)
+    export: Path = Field(
+        Path("examples/chat_export/result.json"),
+        description="the shipped sample; any result.json works",
+    )
+    speaker: str = Field(
+        "Дима Соколов",
+        description="the persona: the sample's lowercase \"короче … )))\" writer, the style furthest from the others'",
+    )
+    out: Path = Field(Path("demo"), description="everything the demo writes: data/, models/, runs/")
+    pretrain_steps: int = Field(300, ge=0, description="plain-LM steps of the tiny base on the whole chat's dialogues")
+    train_steps: int | None = Field(None, ge=1, description="LoRA optimizer steps; None: train's own recipe decides")
+    bot: bool = Field(
+        False,
+        description="after the scripted chat, run the Telegram bot on the demo model (needs SOBESEDNIK_BOT_TOKEN)",
+    )
+    record: Path | None = Field(
+        None,
+        description="also save the terminal output as an SVG picture here (README's docs/demo.svg)",
+    )
 
 
 @dataclass(frozen=True)
@@ -85,11 +96,11 @@ def _stage(console: Console, title: str) -> Iterator[None]:
 
 def demo(settings: DemoSettings, console: Console | None = None) -> DemoPaths:
     """Run every stage on the sample and print the chat; returns where the artefacts are."""
-    from sobesednik.api.launcher import run_service
     from sobesednik.data.prepare import prepare
     from sobesednik.data.settings import PrepareSettings
-    from sobesednik.modeling.pretrain import build_tiny_base
+    from sobesednik.supervisor import run_service
     from sobesednik.training.export import export
+    from sobesednik.training.pretrain import build_tiny_base
     from sobesednik.training.settings import ExportSettings, TinyModelSettings, TrainSettings
     from sobesednik.training.train import train
 

@@ -8,13 +8,18 @@ message of a training sample is the target reply. The model sees it as ruDialoGP
 `@@ПЕРВЫЙ@@` opens a turn of the other person, `@@ВТОРОЙ@@` a turn of the speaker whose reply is generated.
 The model ends its reply by writing the next `@@ПЕРВЫЙ@@`, so that token closes every trained reply.
 `render()` is the single source of truth: the dataset tokenizes its output, the exported chat template
-(`modeling/chat_template.py`) reproduces it in Jinja, and tests hold the two equal.
+(`modeling/chat_template.py`) reproduces it in Jinja, and tests hold the two equal. `read_jsonl` and
+`data_file` read a prepared dataset dir (what `prepare` writes), checking every line against this contract.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
+
+from sobesednik.errors import DatasetError
 
 USER_TOKEN = "@@ПЕРВЫЙ@@"
 ASSISTANT_TOKEN = "@@ВТОРОЙ@@"
@@ -61,3 +66,46 @@ def render_reply(reply: str) -> str:
     """The text the model must produce after a prompt from `render(..., add_generation_prompt=True)`."""
     return f" {neutralize_roles(reply)} {CLOSING_TOKEN}"
 
+
+# ---- the files of a prepared dataset dir: one JSON object with `messages` per line -------------------------
+
+def _check_messages(record: Any, where: str) -> list[dict[str, str]]:
+    messages = record.get("messages") if isinstance(record, dict) else None
+    if not isinstance(messages, list) or not messages:
+        raise DatasetError(f"{where}: expected an object with a non-empty 'messages' list; "
+                           "regenerate the file with `sobesednik prepare`")
+    for message in messages:
+        if not isinstance(message, dict) or message.get("role") not in ROLE_TOKENS \
+                or not isinstance(message.get("content"), str):
+            raise DatasetError(f"{where}: bad message {message!r}: each needs role user|assistant and a text content")
+    if messages[-1]["role"] != "assistant":
+        raise DatasetError(f"{where}: the last message must be the assistant's target reply, "
+                           f"found role {messages[-1]['role']!r}")
+    return messages
+
+
+def read_jsonl(path: Path) -> list[list[dict[str, str]]]:
+    """The `messages` of every line of a prepared JSONL file, checked against the contract."""
+    if not path.is_file():
+        raise DatasetError(f"{path} does not exist: run `sobesednik prepare EXPORT --out {path.parent}` first")
+    dialogues = []
+    with path.open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise DatasetError(f"{path}:{number}: not JSON ({error.msg})") from None
+            dialogues.append(_check_messages(record, f"{path}:{number}"))
+    if not dialogues:
+        raise DatasetError(f"{path} holds no samples: prepare more chat history or lower prepare's filters")
+    return dialogues
+
+
+def data_file(data_dir: Path, split: str) -> Path:
+    """`DIR/<split>.jsonl` of a prepared dataset dir, with a clear error when it is not one."""
+    if not data_dir.is_dir():
+        raise DatasetError(f"dataset directory {data_dir} does not exist: "
+                           f"run `sobesednik prepare EXPORT --out {data_dir}` first")
+    return data_dir / f"{split}.jsonl"

@@ -15,7 +15,7 @@ import openai
 import pytest
 
 from service_process import ServiceHandle, run_service
-from sobesednik.inference.generator import Generator, Request
+from sobesednik.inference.generator import Generator, Row
 
 pytestmark = pytest.mark.slow
 HELLO = [{"role": "user", "content": "привет, как дела?"}]
@@ -54,7 +54,7 @@ def test_each_persona_answers_as_its_adapter_alone_in_one_batch(client: openai.O
     for name, path in personas.items():  # greedy: what the run alone, in-process, replies
         alone = Generator.load(path)
         params = alone.defaults.with_overrides(temperature=0.0, max_new_tokens=8)
-        [expected] = alone.generate([Request(alone.chat_prompt(HELLO, 8), params)])
+        [expected] = alone.generate([Row(alone.chat_prompt(HELLO, 8), params)])
         assert {text for model, text in answers if model == name} == {expected.text}
 
 

@@ -86,18 +86,20 @@ def test_a_stream_over_a_full_queue_gets_429_before_it_starts(generator: Generat
         waiting = threading.Thread(target=client.post, args=(CHAT,),
                                    kwargs={"json": {"messages": HELLO, "n": 2, "max_tokens": 3}})
         waiting.start()
-        batcher = client.app.state.service.batcher
+        batcher = client.app.state.service.serving.batcher
         for _ in range(500):
             if batcher.queued == 2:
                 break
             time.sleep(0.01)
         response = client.post(CHAT, json={"messages": HELLO, "n": 2, "max_tokens": 3, "stream": True})
+        plain = client.post(CHAT, json={"messages": HELLO, "n": 2, "max_tokens": 3})
         hold.release()
         waiting.join()
-    assert response.status_code == 429
-    assert response.headers["content-type"] == "application/json"
-    assert "queue is full (2 of 3 waiting)" in response.json()["error"]["message"]
-    assert response.headers["retry-after"] == "1"
+    for refused in (response, plain):
+        assert refused.status_code == 429
+        assert refused.headers["content-type"] == "application/json"
+        assert "queue is full (2 of 3 waiting)" in refused.json()["error"]["message"]
+        assert refused.headers["retry-after"] == "1"
 
 
 def test_a_stream_whose_batch_fails_ends_with_an_error_event_and_done(generator: Generator, tiny_model_dir: Path,
@@ -116,6 +118,7 @@ def test_a_stream_whose_batch_fails_ends_with_an_error_event_and_done(generator:
     assert events[-1] == "[DONE]"
     error = json.loads(events[-2])["error"]
     assert error["type"] == "server_error" and "server log has the details" in error["message"]
+    assert set(error) == {"message", "type", "param", "code"}  # the envelope of a plain response
 
 
 def test_timeouts_are_504_streamed_or_not(generator: Generator, tiny_model_dir: Path,
@@ -135,7 +138,8 @@ def test_timeouts_are_504_streamed_or_not(generator: Generator, tiny_model_dir: 
 
 def test_a_client_that_leaves_is_a_499_in_the_metrics_not_a_500(generator: Generator, tiny_model_dir: Path,
                                                                 hold: Hold, caplog: pytest.LogCaptureFixture) -> None:
-    """A real uvicorn server on loopback: the client sends a request and hangs up while it is queued."""
+    """A real uvicorn server on loopback: the client sends a request and hangs up while it is queued; its rows
+    are cancelled (they never decode), and the next client is served."""
     import httpx
 
     app = create_app(ApiSettings(model=str(tiny_model_dir), _env_file=None), generator=generator)
@@ -143,6 +147,14 @@ def test_a_client_that_leaves_is_a_499_in_the_metrics_not_a_500(generator: Gener
         base = f"http://127.0.0.1:{port}"
         while httpx.get(f"{base}/readyz").status_code != 200:
             time.sleep(0.02)
+        batcher, queued_rows = app.state.service.serving.batcher, []
+        real_enqueue = batcher.enqueue
+
+        def recording_enqueue(rows):
+            queued_rows.extend(rows)
+            return real_enqueue(rows)
+
+        batcher.enqueue = recording_enqueue
         hold.start()
         body = json.dumps({"messages": HELLO, "max_tokens": 3}).encode()
         with socket.create_connection(("127.0.0.1", port)) as client:
@@ -154,7 +166,11 @@ def test_a_client_that_leaves_is_a_499_in_the_metrics_not_a_500(generator: Gener
             if 'status="499"' in metrics:
                 break
             time.sleep(0.05)
+        freed = [row.cancelled.is_set() for row in queued_rows]
         hold.release()
+        after = httpx.post(f"{base}{CHAT}", json={"messages": HELLO, "max_tokens": 3}, timeout=60)
+    assert freed == [True]
+    assert after.status_code == 200
     assert 'sobesednik_requests_total{route="/v1/chat/completions",status="499"} 1.0' in metrics
     assert 'status="500"' not in metrics
     assert not [record for record in caplog.records if record.levelname == "ERROR"]

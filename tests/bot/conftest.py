@@ -72,7 +72,7 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def service_url(tiny_model_dir: Path) -> Iterator[str]:
     """The real `sobesednik serve` process with the tiny model, shared by the bot tests of the session."""
-    from sobesednik.api.launcher import run_service
+    from sobesednik.supervisor import run_service
 
     with run_service(tiny_model_dir) as service:
         yield service.url

@@ -143,14 +143,3 @@ async def test_stream_error_event_after_the_start_is_raised():
                 pieces.append(piece)
     assert pieces == ["при"]
     assert e.value.code == "internal_error"
-
-
-async def test_models_and_readiness():
-    def handler(request: httpx.Request) -> httpx.Response:
-        if request.url.path == "/v1/models":
-            return httpx.Response(200, json={"object": "list", "data": [{"id": "tiny", "object": "model"}]})
-        return httpx.Response(503, json={"status": "loading"})
-
-    async with _client(handler) as client:
-        assert await client.models() == ["tiny"]
-        assert await client.is_ready() is False

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from sobesednik.data import export as export_module
 from sobesednik.data import fast_path
-from sobesednik.data.export import ExportStream
+from sobesednik.data import telegram_export as telegram_export_module
 from sobesednik.data.fast_path import NotFast
+from sobesednik.data.telegram_export import ExportStream
 from sobesednik.errors import ExportFormatError
 
 from .exports import LAYOUTS as EXPORT_LAYOUTS
@@ -87,7 +87,7 @@ def test_sample_export_takes_the_fast_path_and_equals_ijson(sample_export: Path,
 
 @pytest.mark.parametrize("chunk", [64, 1 << 20])
 def test_generated_export_equals_ijson_at_any_chunk_size(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int):
-    monkeypatch.setattr(export_module, "_CHUNK", chunk)  # 64 bytes: cuts land mid-message and mid-escape
+    monkeypatch.setattr(telegram_export_module, "_CHUNK", chunk)  # 64 bytes: cuts land mid-message and mid-escape
     path = tmp_path / "result.json"
     # A BOM and Telegram's invalid `\xNN` escapes go through the same byte-level fix-up on both paths.
     path.write_bytes(b"\xef\xbb\xbf" + _telegram_layout(_generated_chat(300)).replace(b"\\\\ ", b"\\x0b "))
@@ -101,7 +101,7 @@ def test_generated_export_equals_ijson_at_any_chunk_size(tmp_path: Path, monkeyp
 @pytest.mark.parametrize("layout", list(LAYOUTS))
 def test_every_layout_takes_the_fast_path_and_equals_ijson(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                            layout: str, chunk: int):
-    monkeypatch.setattr(export_module, "_CHUNK", chunk)
+    monkeypatch.setattr(telegram_export_module, "_CHUNK", chunk)
     path = tmp_path / "result.json"
     path.write_bytes(LAYOUTS[layout](_generated_chat(300)))
     expected = _read_with_ijson(path, monkeypatch)
@@ -118,7 +118,7 @@ def test_every_layout_takes_the_fast_path_and_equals_ijson(tmp_path: Path, monke
 @pytest.mark.parametrize("cut", ["truncated", "corrupt message", "garbage after the end"])
 def test_broken_files_fail_with_the_ijson_error_and_no_message_twice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                      cut: str):
-    monkeypatch.setattr(export_module, "_CHUNK", 4096)  # several fast-path batches before the damage
+    monkeypatch.setattr(telegram_export_module, "_CHUNK", 4096)  # several fast-path batches before the damage
     data = _telegram_layout(_generated_chat(300))
     if cut == "truncated":
         data = data[: len(data) * 2 // 3]
@@ -148,7 +148,7 @@ def test_broken_files_fail_with_the_ijson_error_and_no_message_twice(tmp_path: P
 @pytest.mark.parametrize("where", ["middle", "end"])
 def test_progress_counts_each_byte_once_when_falling_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                           where: str):
-    monkeypatch.setattr(export_module, "_CHUNK", 4096)
+    monkeypatch.setattr(telegram_export_module, "_CHUNK", 4096)
     chat = _generated_chat(300)
     loads = fast_path.orjson.loads
     calls: list[bytes] = []
@@ -189,7 +189,7 @@ def test_progress_counts_each_byte_once_when_falling_back(tmp_path: Path, monkey
 @pytest.mark.parametrize("layout", ["telegram", "minified"])
 def test_messages_longer_than_a_chunk_and_many_small_chats_take_the_fast_path(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, layout: str):
-    monkeypatch.setattr(export_module, "_CHUNK", 4096)
+    monkeypatch.setattr(telegram_export_module, "_CHUNK", 4096)
     long_texts = [msg(index, f"user{index % 2}", "длинный текст " * (index * 900)) for index in range(1, 5)]
     chats = [{"name": f"Чат {index}", "type": "personal_chat", "id": index,
               "messages": [msg(number, "user1", f"привет {number}") for number in range(1, index % 4 + 1)]}
@@ -205,7 +205,7 @@ def test_messages_longer_than_a_chunk_and_many_small_chats_take_the_fast_path(
 
 
 def test_falling_back_in_the_middle_of_a_chat_keeps_it_one_chat(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setattr(export_module, "_CHUNK", 4096)
+    monkeypatch.setattr(telegram_export_module, "_CHUNK", 4096)
     path = tmp_path / "result.json"
     path.write_bytes(LAYOUTS["account"](_generated_chat(300)))
     loads = fast_path.orjson.loads
@@ -221,3 +221,28 @@ def test_falling_back_in_the_middle_of_a_chat_keeps_it_one_chat(tmp_path: Path, 
               if previous is None or chat is not previous[0]]
     assert starts == [7, 42, 7]  # the reader starts a chat on each new chat object: the fall-back made none
     assert [raw["id"] for chat, raw in pairs if chat.id == 42] == list(range(1, 301))
+
+
+def test_one_message_longer_than_the_pending_bound_stays_fast_and_many_uncuttable_ones_fall_back(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(telegram_export_module, "_CHUNK", 4096)
+    monkeypatch.setattr(fast_path, "_MAX_PENDING", 16384)
+    messages = [msg(1, "user1", "привет"), msg(2, "user2", "очень длинный текст " * 20_000), msg(3, "user1", "ок")]
+    long_one = tmp_path / "long.json"
+    long_one.write_bytes(EXPORT_LAYOUTS["telegram"]({"name": "Чат", "type": "personal_chat", "id": 1,
+                                                     "messages": messages}))
+    expected = _read_with_ijson(long_one, monkeypatch)
+    with monkeypatch.context() as patch:
+        _forbid_ijson(patch)
+        assert _read(long_one) == expected
+    # Every separator different (1, 2, 3... spaces): no learned cut ever parses, so past the bound ijson reads it.
+    small = [json.dumps(msg(index, "user1", f"текст {index} " * 50), ensure_ascii=False) for index in range(1, 200)]
+    body = "".join(("," + " " * index if index else "") + text for index, text in enumerate(small))
+    uncuttable = tmp_path / "uncuttable.json"
+    uncuttable.write_text('{"name": "Чат", "type": "personal_chat", "id": 1, "messages": [' + body + "]}",
+                          encoding="utf-8")
+    fell_back = []
+    real_ijson = ExportStream._ijson
+    monkeypatch.setattr(ExportStream, "_ijson", lambda *args: fell_back.append(1) or real_ijson(*args))
+    pairs, _ = _read(uncuttable)
+    assert fell_back and [raw["id"] for _, raw in pairs] == list(range(1, 200))

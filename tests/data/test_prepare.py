@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Callable
 from itertools import pairwise
 from pathlib import Path
@@ -206,3 +208,41 @@ def test_export_whose_messages_all_share_one_id_keeps_every_message(make_export:
         index = int(sample["messages"][-1]["content"].rsplit("(", 1)[1].rstrip(")"))
         previous = sample["messages"][-2]["content"]
         assert previous == f"{lines[(index - 1) % 6]} ({index - 1})"  # a reply to "1": the nearest earlier message
+
+
+# Runs the CLI on one core (so that `prepare` reads in this one process, no reader process beside it) and prints
+# its peak RSS last on stderr; VmHWM is the exec'd program's own (wait4's ru_maxrss would count the forking test
+# process's memory too).
+_MEASURED_CLI = ("import atexit, os, runpy, sys\n"
+                 "os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:1])\n"
+                 "atexit.register(lambda: print(next(line for line in open('/proc/self/status')"
+                 " if line.startswith('VmHWM')), file=sys.stderr))\n"
+                 "sys.argv[0] = 'sobesednik'\n"
+                 "runpy.run_module('sobesednik', run_name='__main__')")
+
+
+def _peak_rss(arguments: list[str]) -> int:
+    """Peak resident bytes of `sobesednik ARGUMENTS` in a process of its own."""
+    result = subprocess.run([sys.executable, "-c", _MEASURED_CLI, *arguments], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return int(result.stderr.strip().splitlines()[-1].split()[1]) * 1024  # "VmHWM:  123 kB"
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux's /proc/self/status (VmHWM)")
+def test_one_huge_message_costs_memory_of_its_size_not_twenty_times_it(make_export: Callable[..., Path],
+                                                                      tmp_path: Path):
+    # 44 MB of short Cyrillic words: `str.split` alone made 4M string objects of it, 10-20 times the text.
+    huge = "слово " * 4_000_000
+    messages = [msg(1, "user1", "привет как дела"), msg(2, "user2", huge), msg(3, "user1", "ответ на длинное"),
+                msg(4, "user2", "коротко"), msg(5, "user1", "и ещё")]
+    small = make_export([message for message in messages if message["id"] != 2])
+    big = make_export(messages)
+    base = ["prepare", "--no-progress", "--max-chars", "100", "--valid", "0", "--test", "0"]
+    big_rss = _peak_rss([*base, str(big), "--out", str(tmp_path / "big")])
+    extra = big_rss - _peak_rss([*base, str(small), "--out", str(tmp_path / "small")])
+    assert extra < 5 * big.stat().st_size, f"{extra / 1e6:.0f} MB more for a {big.stat().st_size / 1e6:.0f} MB message"
+    stats = json.loads((tmp_path / "big" / "stats.json").read_text(encoding="utf-8"))
+    assert stats["dropped"]["reply_too_long"] == 1  # the huge reply, cut while reading, still counts as too long
+    replies = [row["messages"][-1]["content"] for row in read_jsonl(tmp_path / "big" / "train.jsonl")]
+    assert replies == ["коротко", "и ещё"]  # "ответ на длинное" answers the huge turn only: context too long

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sobesednik.data.export import Message
 from sobesednik.data.settings import PrepareSettings
 from sobesednik.data.split import Groups
 from sobesednik.data.stats import Stats
+from sobesednik.data.telegram_export import Message
 from sobesednik.data.threads import Candidate, DialogueBuilder
 
 

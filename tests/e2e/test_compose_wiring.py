@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from fakes.telegram_api import FakeTelegramAPI
-from sobesednik.api.launcher import ServiceHandle, free_port, start_process, stop_process, wait_ready
+from sobesednik.supervisor import ServiceHandle, free_port, start_process, stop_process, wait_ready
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "123456789:AAEexampleexampleexampleexample_-12"

@@ -11,7 +11,7 @@ import torch
 
 from sobesednik.errors import ConfigError, ModelDirError
 from sobesednik.inference.adapters import BASE, load_personas, parse_adapters, use_token_rows
-from sobesednik.inference.generator import Generator, Request
+from sobesednik.inference.generator import Generator, Row
 from sobesednik.modeling.load import load_base, load_run
 
 from .test_generator import DIALOGUES
@@ -81,11 +81,11 @@ def test_generator_mixed_batch_gives_each_row_its_adapters_greedy_reply(two_runs
     params = personas.defaults.with_overrides(temperature=0.0, max_new_tokens=12)
     prompts = [personas.chat_prompt(dialogue, 12) for dialogue in DIALOGUES]
     names = list(two_runs)
-    mixed = personas.generate([Request(p, params, adapter=names[i % 2]) for i, p in enumerate(prompts)])
+    mixed = personas.generate([Row(p, params, adapter=names[i % 2]) for i, p in enumerate(prompts)])
     for i, prompt in enumerate(prompts):
         alone = Generator.load(two_runs[names[i % 2]])
         alone.stop_ids = set()
-        assert mixed[i].text == alone.generate([Request(prompt, params)])[0].text
+        assert mixed[i].text == alone.generate([Row(prompt, params)])[0].text
     assert all(c.text for c in mixed)
 
 

@@ -9,7 +9,7 @@ import threading
 import pytest
 
 from sobesednik.inference.batcher import Batcher, QueueFullError
-from sobesednik.inference.generator import Completion, Request
+from sobesednik.inference.generator import Generated, Row
 from sobesednik.inference.sampling import SamplingParams
 
 
@@ -25,7 +25,7 @@ class FakeGenerator:
         self.calls = 0
         self.ticks = threading.Semaphore(1000)
 
-    def generate(self, requests: list[Request], admit=None) -> list[Completion]:
+    def generate(self, requests: list[Row], admit=None) -> list[Generated]:
         self.calls += 1
         decoding: list[list] = [[request, 0] for request in requests]
         while True:
@@ -43,11 +43,11 @@ class FakeGenerator:
             decoding = [row for row in decoding if row not in finished]
             for request, _ in finished:
                 reason = "cancelled" if request.cancelled.is_set() else "stop"
-                request.on_done(Completion(f"ответ {len(request.prompt)}", reason, len(request.prompt), 1))
+                request.on_done(Generated(f"ответ {len(request.prompt)}", reason, len(request.prompt), 1))
 
 
-def request(length: int = 3) -> Request:
-    return Request(list(range(length)), SamplingParams())
+def request(length: int = 3) -> Row:
+    return Row(list(range(length)), SamplingParams())
 
 
 async def until(condition, timeout: float = 10) -> None:

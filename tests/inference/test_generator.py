@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from sobesednik.dialogue import ASSISTANT_TOKEN, USER_TOKEN
-from sobesednik.inference.generator import Generator, Request, RequestError, clean_reply
+from sobesednik.inference.generator import Generator, RequestError, Row, clean_reply
 from sobesednik.inference.sampling import SamplingParams
 
 DIALOGUES = [
@@ -41,8 +41,8 @@ def test_batch_gives_the_same_greedy_tokens_as_one_by_one(no_stop: Generator) ->
     params = greedy(no_stop)
     prompts = [no_stop.chat_prompt(dialogue, 12) for dialogue in DIALOGUES]
     assert len({len(p) for p in prompts}) == 3  # different lengths, so left padding is exercised
-    batched = no_stop.generate([Request(p, params) for p in prompts])
-    alone = [no_stop.generate([Request(p, params)])[0] for p in prompts]
+    batched = no_stop.generate([Row(p, params) for p in prompts])
+    alone = [no_stop.generate([Row(p, params)])[0] for p in prompts]
     assert [c.text for c in batched] == [c.text for c in alone]
     assert all(c.completion_tokens == 12 and c.finish_reason == "length" for c in batched)
 
@@ -52,11 +52,11 @@ def test_rows_that_join_a_running_batch_get_the_same_greedy_tokens_as_alone(no_s
     first, longer, shorter = (no_stop.chat_prompt(dialogue, 12) for dialogue in DIALOGUES)
     # One joins with a prompt longer than the running rows (their cache is padded), one shorter (its own is).
     assert len(longer) > len(first) + 2 and len(shorter) < len(first) + 5
-    arrivals = {2: Request(longer, params), 5: Request(shorter, params)}  # by decoding step
+    arrivals = {2: Row(longer, params), 5: Row(shorter, params)}  # by decoding step
     done: dict[int, str] = {}
     calls = []
 
-    def admit(decoding: int) -> list[Request]:
+    def admit(decoding: int) -> list[Row]:
         step = len(calls)
         calls.append(decoding)
         if step not in arrivals:
@@ -64,27 +64,27 @@ def test_rows_that_join_a_running_batch_get_the_same_greedy_tokens_as_alone(no_s
         arrivals[step].on_done = lambda completion: done.__setitem__(step, completion.text)
         return [arrivals[step]]
 
-    [running] = no_stop.generate([Request(first, params)], admit=admit)
-    alone = [no_stop.generate([Request(prompt, params)])[0].text for prompt in (first, longer, shorter)]
+    [running] = no_stop.generate([Row(first, params)], admit=admit)
+    alone = [no_stop.generate([Row(prompt, params)])[0].text for prompt in (first, longer, shorter)]
     assert [running.text, done[2], done[5]] == alone
     assert calls[:7] == [1, 1, 1, 2, 2, 2, 3]  # rows decoding when asked: the arrivals joined at once
 
 
 def test_finished_rows_leave_the_batch_and_the_others_go_on(no_stop: Generator) -> None:
     prompt = no_stop.chat_prompt(DIALOGUES[0], 20)
-    short, long = no_stop.generate([Request(prompt, greedy(no_stop, max_new_tokens=3)),
-                                    Request(prompt, greedy(no_stop, max_new_tokens=20))])
-    [reference] = no_stop.generate([Request(prompt, greedy(no_stop, max_new_tokens=20))])
+    short, long = no_stop.generate([Row(prompt, greedy(no_stop, max_new_tokens=3)),
+                                    Row(prompt, greedy(no_stop, max_new_tokens=20))])
+    [reference] = no_stop.generate([Row(prompt, greedy(no_stop, max_new_tokens=20))])
     assert (short.completion_tokens, long.completion_tokens) == (3, 20)
     assert long.text == reference.text
 
 
 def test_stop_string_ends_the_reply(no_stop: Generator) -> None:
     prompt = no_stop.chat_prompt(DIALOGUES[0], 12)
-    [full] = no_stop.generate([Request(prompt, greedy(no_stop))])
+    [full] = no_stop.generate([Row(prompt, greedy(no_stop))])
     # The first character that has not occurred before, past a few characters of text.
     cut = next(i for i in range(3, len(full.text)) if not full.text[i].isspace() and full.text[i] not in full.text[:i])
-    [stopped] = no_stop.generate([Request(prompt, greedy(no_stop, stop=(full.text[cut],)))])
+    [stopped] = no_stop.generate([Row(prompt, greedy(no_stop, stop=(full.text[cut],)))])
     assert stopped.finish_reason == "stop"
     assert stopped.text == full.text[:cut].strip()
 
@@ -92,7 +92,7 @@ def test_stop_string_ends_the_reply(no_stop: Generator) -> None:
 def test_streamed_pieces_add_up_to_the_reply(no_stop: Generator) -> None:
     pieces: list[str] = []
     prompt = no_stop.chat_prompt(DIALOGUES[1], 15)
-    [completion] = no_stop.generate([Request(prompt, greedy(no_stop, max_new_tokens=15), on_text=pieces.append)])
+    [completion] = no_stop.generate([Row(prompt, greedy(no_stop, max_new_tokens=15), on_text=pieces.append)])
     assert len(pieces) > 1
     assert "".join(pieces) == completion.text
 
@@ -100,8 +100,8 @@ def test_streamed_pieces_add_up_to_the_reply(no_stop: Generator) -> None:
 def test_seed_makes_sampling_reproducible(no_stop: Generator) -> None:
     prompt = no_stop.chat_prompt(DIALOGUES[0], 12)
     params = no_stop.defaults.with_overrides(max_new_tokens=12, seed=7)
-    first, second, other = no_stop.generate([Request(prompt, params), Request(prompt, params),
-                                             Request(prompt, params.with_overrides(seed=8))])
+    first, second, other = no_stop.generate([Row(prompt, params), Row(prompt, params),
+                                             Row(prompt, params.with_overrides(seed=8))])
     assert first.text == second.text != other.text
 
 
@@ -116,8 +116,8 @@ def test_empty_replies_are_resampled_then_reported(generator: Generator, monkeyp
     monkeypatch.setattr(generator, "_prefill", counting_prefill)
     monkeypatch.setattr(generator, "stop_ids", set(range(len(generator.tokenizer))))  # every token ends the reply
     prompt = generator.chat_prompt(DIALOGUES[0], 5)
-    [sampled, greedy_reply] = generator.generate([Request(prompt, generator.defaults.with_overrides(seed=1)),
-                                                  Request(prompt, greedy(generator))])
+    [sampled, greedy_reply] = generator.generate([Row(prompt, generator.defaults.with_overrides(seed=1)),
+                                                  Row(prompt, greedy(generator))])
     assert (sampled.text, sampled.finish_reason) == ("", "empty")
     assert (greedy_reply.text, greedy_reply.finish_reason) == ("", "empty")
     assert decoded == [2] + [1] * generator.max_resamples  # only the sampled row is retried
@@ -146,7 +146,7 @@ def test_run_dir_and_exported_model_dir_give_the_same_greedy_reply(trained_run_d
         generator.stop_ids = set()  # compare 20 tokens each, whether or not the briefly trained model stops early
         params = generator.defaults.with_overrides(temperature=0.0, max_new_tokens=20)
         prompts = [generator.chat_prompt(dialogue, 20) for dialogue in DIALOGUES]
-        replies.append([c.text for c in generator.generate([Request(p, params) for p in prompts])])
+        replies.append([c.text for c in generator.generate([Row(p, params) for p in prompts])])
     assert replies[0] == replies[1]
     assert all(replies[0])  # there is text to compare, so the equality means something
 
@@ -157,7 +157,7 @@ def test_min_new_tokens_holds_back_the_closing_token(generator: Generator, monke
     monkeypatch.setattr(generator, "stop_ids", set(range(len(generator.tokenizer))) - {keep})
     prompt = generator.chat_prompt(DIALOGUES[0], 8)
     params = greedy(generator, max_new_tokens=8, no_repeat_ngram_size=0)
-    [free, forced] = generator.generate([Request(prompt, params), Request(prompt, params.with_overrides(
+    [free, forced] = generator.generate([Row(prompt, params), Row(prompt, params.with_overrides(
         min_new_tokens=8))])
     assert free.completion_tokens < 8
     assert (forced.completion_tokens, forced.finish_reason) == (8, "length")

@@ -11,16 +11,16 @@ from pathlib import Path
 import pytest
 import torch
 
+from agreement import top1_agreement
 from sobesednik.dialogue import render, render_reply
 from sobesednik.errors import ConfigError
 from sobesednik.hardware import probe
-from sobesednik.inference.generator import Generator, Request
+from sobesednik.inference.generator import Generator, Row
 from sobesednik.inference.optimize import (
     PackedLinear,
     conv1d_to_linear,
     fuse_gelu,
     optimize_model,
-    top1_agreement,
 )
 
 needs_onednn_bf16 = pytest.mark.skipif(
@@ -98,7 +98,7 @@ def test_bf16_on_avx2_runs_plain_linears_and_generates(force_cpu_class: Callable
                                    _plain_bf16(tiny_model_dir)(input_ids=_prompt_ids(generator)).logits,
                                    atol=0.05, rtol=0.02)  # the fused GELU rounds differently in bf16
     params = bf16.defaults.with_overrides(max_new_tokens=5, min_new_tokens=5, temperature=0.0)
-    [completion] = bf16.generate([Request(_prompt_ids(generator)[0].tolist(), params)])
+    [completion] = bf16.generate([Row(_prompt_ids(generator)[0].tolist(), params)])
     assert completion.completion_tokens == 5
 
 

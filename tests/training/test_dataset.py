@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from sobesednik.dialogue import CLOSING_TOKEN, render, render_reply
+from sobesednik.dialogue import CLOSING_TOKEN, read_jsonl, render, render_reply
 from sobesednik.errors import DatasetError
 from sobesednik.modeling.load import load_tokenizer
-from sobesednik.training.dataset import IGNORE_INDEX, ConversationDataset, read_jsonl, tokenize_dialogue
+from sobesednik.training.dataset import IGNORE_INDEX, ConversationDataset, tokenize_dialogue
 
 DIALOGUE = [
     {"role": "user", "content": "Кто едет на дачу в субботу?"},
@@ -66,7 +66,7 @@ def test_dataset_items_and_reply_token_count(tokenizer):
     dataset = ConversationDataset([DIALOGUE], tokenizer, max_length=256)
     item = dataset[0]
     assert set(item) == {"input_ids", "labels"}
-    assert dataset.reply_tokens == sum(label != IGNORE_INDEX for label in item["labels"])
+    assert any(label != IGNORE_INDEX for label in item["labels"])
     assert dataset.lengths == [len(item["input_ids"])]
 
 

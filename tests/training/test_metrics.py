@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sobesednik.inference.generator import Generator, Request
+from sobesednik.dialogue import read_jsonl
+from sobesednik.inference.generator import Generator, Row
 from sobesednik.modeling.load import load_model
-from sobesednik.training.dataset import read_jsonl
 from sobesednik.training.metrics import sample_replies
 
 
@@ -23,6 +23,6 @@ def test_sampled_replies_are_the_services_and_do_not_depend_on_the_batch(trained
     assert [completion.text for completion in together] == [completion.text for completion in alone]
     params = generator.defaults.with_overrides(max_new_tokens=12, seed=5)
     model.eval()
-    [direct] = generator.generate([Request(generator.chat_prompt(contexts[0], 12), params)])
+    [direct] = generator.generate([Row(generator.chat_prompt(contexts[0], 12), params)])
     assert together[0] == direct
     assert {completion.finish_reason for completion in together} <= {"stop", "length", "empty"}

@@ -10,7 +10,8 @@ from typer.testing import CliRunner
 
 from sobesednik.cli import app
 from sobesednik.errors import ConfigError
-from sobesednik.training.settings import TrainSettings, read_config_file, with_config_file
+from sobesednik.settings_cli import Given
+from sobesednik.training.settings import EvaluateSettings, TrainSettings, evaluation_max_length, read_config_file
 
 
 def test_bad_values_are_refused_at_construction():
@@ -28,8 +29,7 @@ def test_environment_sets_defaults(monkeypatch: pytest.MonkeyPatch):
 def test_config_file_values_lose_to_given_flags(tmp_path: Path):
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump({"max-length": 64, "lora_r": 4, "versions": {"torch": "x"}}), encoding="utf-8")
-    values = with_config_file(path, {"lora_r": 16, "epochs": None})
-    settings = TrainSettings(**values)
+    settings = Given(TrainSettings, {"lora_r": 16}).settings(under=read_config_file(path))
     assert (settings.max_length, settings.lora_r, settings.epochs) == (64, 16, 3.0)
 
 
@@ -46,3 +46,12 @@ def test_cli_reports_bad_flag_values_in_one_line(tmp_path: Path):
     result = CliRunner().invoke(app, ["train", "--lora-r", "0", "--out", str(tmp_path / "run")])
     assert result.exit_code == 2
     assert "invalid TrainSettings: lora_r" in result.output
+
+
+def test_evaluate_scores_a_run_at_its_own_max_length(tmp_path: Path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text(yaml.safe_dump({"max_length": 64, "lora_r": 4}), encoding="utf-8")
+    assert evaluation_max_length(EvaluateSettings(model=str(run))) == 64
+    assert evaluation_max_length(EvaluateSettings(model=str(run), max_length=32)) == 32  # a given flag wins
+    assert evaluation_max_length(EvaluateSettings(model=str(tmp_path / "model-dir"))) == TrainSettings().max_length

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sobesednik.dialogue import CLOSING_TOKEN, render
+from sobesednik.dialogue import CLOSING_TOKEN, read_jsonl, render
 from sobesednik.errors import ConfigError, DatasetError
 from sobesednik.modeling.load import load_base, load_run
-from sobesednik.training.dataset import ConversationDataset, read_jsonl
+from sobesednik.training.dataset import ConversationDataset
 from sobesednik.training.metrics import reply_loss
 from sobesednik.training.settings import TrainSettings
 from sobesednik.training.train import resolve_precision, train

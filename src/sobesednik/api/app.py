@@ -84,7 +84,7 @@ def serve(settings: ApiSettings) -> None:
 
     from sobesednik.modeling.load import check_model_source
 
-    if settings.adapters:
+    if settings.adapter:
         check_personas(settings)
     check_model_source(settings.model)  # a wrong path fails here, in one line, not in the background
     if settings.threads is not None:

@@ -1,4 +1,4 @@
-"""Dependencies of the routes as `Annotated` aliases: the service state, a ready service, the API key scheme."""
+"""Dependencies of the routes as `Annotated` aliases: the service state, its `Serving` once ready, the API key."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from fastapi.security import HTTPBearer
 
 from sobesednik.api.errors import RETRY_AFTER_S, APIError
 from sobesednik.api.service import Service
+from sobesednik.api.serving import Serving
 
 _bearer = HTTPBearer(auto_error=False, description="needed when the server has SOBESEDNIK_API_KEY set")
 
@@ -20,16 +21,16 @@ def get_service(request: Request) -> Service:
 ServiceDep = Annotated[Service, Depends(get_service)]
 
 
-def get_ready_service(service: ServiceDep) -> Service:
-    """The service, or 503 while the model is still loading (or failed to load)."""
-    if not service.ready:
+def get_serving(service: ServiceDep) -> Serving:
+    """What serves requests, or 503 while the model is still loading (or failed to load)."""
+    if service.serving is None:
         message = ("the model is still loading: retry in a few seconds" if service.load_error is None
                    else f"the model failed to load: {service.load_error}")
         raise APIError(503, message, code="model_not_ready", headers={"Retry-After": str(RETRY_AFTER_S)})
-    return service
+    return service.serving
 
 
-ReadyServiceDep = Annotated[Service, Depends(get_ready_service)]
+ServingDep = Annotated[Serving, Depends(get_serving)]
 
 
 # The key itself is checked by `guard.RequestGuard` before the body is read; this declares the bearer scheme

@@ -228,14 +228,6 @@ class ServiceClient:
             await response.aclose()
 
     async def models(self) -> list[str]:
-        """The model ids from GET /v1/models."""
+        """The model ids from GET /v1/models: what `/persona` offers."""
         response = await self._request("GET", "/v1/models")
         return [str(model["id"]) for model in response.json().get("data", [])]
-
-    async def is_ready(self) -> bool:
-        """True when GET /readyz answers 2xx right now (one attempt, no retries)."""
-        try:
-            response = await self._http.get("/readyz")
-        except (httpx.TransportError, httpx.TimeoutException):
-            return False
-        return response.is_success

@@ -1,7 +1,7 @@
 """The orjson fast path of `export`: every chat's `messages` array cut at message ends and parsed a chunk at a time.
 
     for chat, raw in fast_messages(read, wanted="", chat_of=lambda meta: chat_info):
-        ...   # raises NotFast on anything it cannot vouch for; export.py then re-reads with ijson
+        ...   # raises NotFast on anything it cannot vouch for; telegram_export.py then re-reads with ijson
 
 Layout-independent: indent 1 (Telegram Desktop), indent 4, one compact object per line and one minified line all
 go through the same code. Two parsers share the work:
@@ -38,7 +38,8 @@ _MESSAGES_KEY = re.compile(rb'"messages"\s*:\s*\[')
 _FIRST_KEY = re.compile(rb'\s*\{(\s*)"([^"\\]{1,64})"')
 _HOLD = 64  # bytes kept back at a chunk's end, so that a read never splits a `"messages": [` unseen
 _TRIES = 4  # cuts tried per chunk before reading more: a wrong one needs a JSON-quoting text, so one is rare
-_MAX_PENDING = 64 << 20  # bytes without a cut that parses: not an export this path reads, leave it to ijson
+# Bytes without a cut that parses, holding more than one message: not an export this path reads, leave it to ijson.
+_MAX_PENDING = 64 << 20
 _ARRAY_END = "unexpected content after document"  # orjson's message when the array closed before the cut
 
 
@@ -172,11 +173,39 @@ def _array(pending: bytes, start: int, read: Read, chat: Any, objects_only: bool
             if eof:
                 raise NotFast  # truncated or broken: ijson says which, and where
             ignore_limit = True  # that `messages` was inside this array (a quoted text); look past it
-        if len(pending) - start > _MAX_PENDING:
+        if len(pending) - start > _MAX_PENDING and _holds_two_messages(pending, start):
             raise NotFast
+        pending, start, eof = _more(pending, start, read)
+
+
+def _more(pending: bytes, start: int, read: Read) -> tuple[bytes, int, bool]:
+    """The unparsed rest with at least as many bytes again read after it (or all there is), and whether the file
+    ended. Doubling rather than a chunk at a time: a message of 100 MB is scanned a few times, not 100 times."""
+    parts = [pending[start:]]
+    wanted = len(parts[0])
+    got = 0
+    while True:
         chunk = read()
-        eof = not chunk
-        pending, start = pending[start:] + chunk, 0
+        if not chunk:
+            return b"".join(parts), 0, True
+        parts.append(chunk)
+        got += len(chunk)
+        if got >= wanted:
+            return b"".join(parts), 0, False
+
+
+def _holds_two_messages(pending: bytes, start: int) -> bool:
+    """Whether a second message opens after the first in `pending[start:]`: many messages without a cut between
+    them are a layout this path cannot cut, while one long message is only long (and read on: a 100 MB text
+    sent to ijson cost it minutes, as yajl lexes a token spanning reads again from its start on every read).
+
+    An unescaped `{"id"` can only be an object's start: inside a string the quote would be `\\"`.
+    """
+    first = _FIRST_KEY.match(pending, start)
+    if first is None:
+        return True
+    opening = re.compile(rb'\{\s*"' + re.escape(first[2]) + b'"')
+    return opening.search(pending, first.end()) is not None
 
 
 def _last_cut(pending: bytes, start: int, separator: bytes, limit: int) -> tuple[list[Any], int | None, int] | None:

@@ -32,10 +32,10 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
-from sobesednik.data.export import Message
 from sobesednik.data.settings import PrepareSettings
 from sobesednik.data.split import Groups
 from sobesednik.data.stats import Stats
+from sobesednik.data.telegram_export import Message
 
 
 class Candidate(NamedTuple):
@@ -80,12 +80,12 @@ class _Turn:
 class _Conversation:
     __slots__ = ("first_id", "group", "last_date", "open", "turns")
 
-    def __init__(self, group: int, first_id: int, date: int, depth: int) -> None:
+    def __init__(self, group: int, first_id: int, date: int, context_turns: int) -> None:
         self.group = group
         self.first_id = first_id
         self.last_date = date
         self.open: _Turn | None = None
-        self.turns: deque[tuple[str, str, list[int]]] = deque(maxlen=depth)
+        self.turns: deque[tuple[str, str, list[int]]] = deque(maxlen=context_turns)
 
 
 class DialogueBuilder:
@@ -95,7 +95,7 @@ class DialogueBuilder:
                  sink: Callable[[Candidate], None]) -> None:
         self._gap = settings.gap_minutes * 60
         self._merge = settings.merge_seconds
-        self._depth = settings.context_turns
+        self._context_turns = settings.context_turns
         self._groups = groups
         self._stats = stats
         self._sink = sink
@@ -149,7 +149,8 @@ class DialogueBuilder:
         if conversation is None or message.date - conversation.last_date > self._gap:
             if conversation is not None:
                 self._end(conversation)
-            conversation = _Conversation(self._groups.add(message.date), message.id, message.date, self._depth)
+            conversation = _Conversation(self._groups.add(message.date), message.id, message.date,
+                                         self._context_turns)
             self._conversations[topic] = conversation
         elif message.date > conversation.last_date:
             conversation.last_date = message.date
@@ -216,7 +217,7 @@ class DialogueBuilder:
     def _reply_chain(self, target: Key, group: int) -> tuple[list[tuple[str, str, list[int]]], int]:
         """The messages a reply answers, oldest first, and the id of the oldest; joins their conversations."""
         chain: list[tuple[str, str, list[int]]] = []
-        while target and len(chain) < self._depth:
+        while target and len(chain) < self._context_turns:
             stored = self._store.get(target)
             if stored is None:
                 break

@@ -13,7 +13,7 @@ join costs a prompt pass and a copy of the cache, so joining in groups gave more
 marks its rows cancelled, and the decoding loop drops them at the next token.
 
     async with Batcher(generator, max_batch_size=16, max_wait_ms=10, max_queue=64) as batcher:
-        completions = await batcher.submit([Request(prompt, params)])
+        completions = await batcher.submit([Row(prompt, params)])
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from sobesednik.errors import SobesednikError
-from sobesednik.inference.generator import Completion, Generator, Request
+from sobesednik.inference.generator import Generated, Generator, Row
 
 logger = logging.getLogger(__name__)
 
@@ -40,20 +40,20 @@ class QueueFullError(SobesednikError):
 class _Group:
     """One caller's rows and the future that gets their completions once every row is done."""
 
-    def __init__(self, requests: list[Request], future: asyncio.Future[list[Completion]]) -> None:
+    def __init__(self, requests: list[Row], future: asyncio.Future[list[Generated]]) -> None:
         self.requests = requests
         self.future = future
-        self._completions: list[Completion | None] = [None] * len(requests)
+        self._completions: list[Generated | None] = [None] * len(requests)
         self._left = len(requests)
         for index, request in enumerate(requests):
             request.on_done = lambda completion, index=index: self._report(index, completion)
 
-    def _report(self, index: int, completion: Completion) -> None:
+    def _report(self, index: int, completion: Generated) -> None:
         """Called in the decoding thread: hand over to the event loop, which owns the future."""
         with contextlib.suppress(RuntimeError):  # the loop has closed: the service is shutting down
             self.future.get_loop().call_soon_threadsafe(self._done, index, completion)
 
-    def _done(self, index: int, completion: Completion) -> None:
+    def _done(self, index: int, completion: Generated) -> None:
         self._completions[index] = completion
         self._left -= 1
         if not self._left and not self.future.done():
@@ -116,16 +116,16 @@ class Batcher:
         if self._owns_executor:
             self.executor.shutdown(wait=False)
 
-    async def submit(self, requests: Sequence[Request]) -> list[Completion]:
+    async def submit(self, requests: Sequence[Row]) -> list[Generated]:
         """Generate `requests` in the running or the next batch; raises `QueueFullError` when the queue is full."""
         return await self.enqueue(requests)
 
-    def enqueue(self, requests: Sequence[Request]) -> Coroutine[Any, Any, list[Completion]]:
+    def enqueue(self, requests: Sequence[Row]) -> Coroutine[Any, Any, list[Generated]]:
         """Queue `requests` now (or raise `QueueFullError` now) and return what awaits their completions.
 
         A stream calls this before its response starts, so a full queue is a 429, not a cut-off stream.
         """
-        future: asyncio.Future[list[Completion]] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[list[Generated]] = asyncio.get_running_loop().create_future()
         group = _Group(list(requests), future)
         with self._lock:
             queued = self._queued_rows()
@@ -137,7 +137,7 @@ class Batcher:
         return self._completions_of(group)
 
     @staticmethod
-    async def _completions_of(group: _Group) -> list[Completion]:
+    async def _completions_of(group: _Group) -> list[Generated]:
         try:
             return await group.future
         except asyncio.CancelledError:
@@ -162,7 +162,7 @@ class Batcher:
         self._decoding += taken
         return taken
 
-    def _admit(self, decoding_rows: int) -> list[Request]:
+    def _admit(self, decoding_rows: int) -> list[Row]:
         """The generator's hook between two tokens (decoding thread): the queued requests that may join now."""
         if decoding_rows and decoding_rows >= self.join_below:
             return []

@@ -10,7 +10,7 @@ reply that comes out empty is resampled (it re-joins as a new row) a bounded num
 with `finish_reason="empty"`.
 
     generator = Generator.load("models/my-chat", dtype="bfloat16")
-    [completion] = generator.generate([Request(generator.chat_prompt(messages, 40), generator.defaults)])
+    [completion] = generator.generate([Row(generator.chat_prompt(messages, 40), generator.defaults)])
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from sobesednik.dialogue import ASSISTANT_TOKEN, USER_TOKEN, Message, render
+from sobesednik.dialogue import ROLE_TOKENS, Message, render
 from sobesednik.errors import SobesednikError
 from sobesednik.inference.kv_cache import reserved_cache, stack_caches
 from sobesednik.inference.optimize import optimize_model
@@ -33,7 +33,6 @@ from sobesednik.inference.sampling import SamplingParams, apply_repetition_penal
 
 logger = logging.getLogger(__name__)
 
-ROLE_STRINGS = (USER_TOKEN, ASSISTANT_TOKEN)
 MAX_RESAMPLES = 2  # extra tries for an empty sampled reply; greedy decoding would only repeat itself
 
 
@@ -42,19 +41,21 @@ class RequestError(SobesednikError):
 
 
 @dataclass
-class Request:
-    """One sequence to generate: the prompt's token ids and how to sample the reply."""
+class Row:
+    """One row of a batch: the prompt's token ids and how to sample its reply (a request with n=3 is 3 rows)."""
 
     prompt: list[int]
     params: SamplingParams
     adapter: str | None = None  # the persona (adapter name) of a multi-adapter Generator; None: the base
     on_text: Callable[[str], None] | None = None  # receives each new piece of the cleaned reply (streaming)
-    on_done: Callable[[Completion], None] | None = None  # receives the completion as soon as the row is finished
+    on_done: Callable[[Generated], None] | None = None  # receives the completion as soon as the row is finished
     cancelled: threading.Event = field(default_factory=threading.Event)  # set when the client went away
 
 
 @dataclass(frozen=True)
-class Completion:
+class Generated:
+    """What one row produced: the cleaned reply, why it ended and its token counts."""
+
     text: str
     finish_reason: str  # "stop", "length", "empty" (still empty after resampling) or "cancelled"
     prompt_tokens: int
@@ -62,8 +63,8 @@ class Completion:
 
 
 @dataclass
-class _Row:
-    request: Request
+class _Decoding:
+    request: Row
     rng: torch.Generator
     tokens: list[int] = field(default_factory=list)
     sent: str = ""  # cleaned text already passed to on_text
@@ -75,7 +76,7 @@ class _Row:
 class _Batch:
     """The rows being decoded together and their state; `logits` predict each row's next token."""
 
-    rows: list[_Row]
+    rows: list[_Decoding]
     cache: Any
     mask: torch.Tensor  # [rows, width]: 1 over each row's tokens, 0 over its left padding
     last_position: torch.Tensor  # [rows]: position id of each row's last token
@@ -89,7 +90,7 @@ def clean_reply(text: str, stop: Sequence[str] = ()) -> str:
     A byte-level model can write bytes that are not UTF-8 (half a letter); they decode to U+FFFD, which is
     dropped rather than shown as "�".
     """
-    for marker in (*ROLE_STRINGS, *stop):
+    for marker in (*ROLE_TOKENS.values(), *stop):
         if marker:
             text = text.split(marker, 1)[0]
     return text.replace("\ufffd", "").strip()
@@ -111,7 +112,7 @@ class Generator:
         vocab = tokenizer.get_vocab()
         eos = model.generation_config.eos_token_id
         eos_ids = eos if isinstance(eos, list) else [eos]
-        self.stop_ids = {i for i in [*eos_ids, tokenizer.eos_token_id, *(vocab.get(t) for t in ROLE_STRINGS)]
+        self.stop_ids = {i for i in [*eos_ids, tokenizer.eos_token_id, *(vocab.get(t) for t in ROLE_TOKENS.values())]
                          if i is not None}
 
     @classmethod
@@ -167,20 +168,20 @@ class Generator:
 
     # ---- generation ----------------------------------------------------------------------------------------
 
-    def generate(self, requests: Sequence[Request],
-                 admit: Callable[[int], Sequence[Request]] | None = None) -> list[Completion]:
+    def generate(self, requests: Sequence[Row],
+                 admit: Callable[[int], Sequence[Row]] | None = None) -> list[Generated]:
         """Generate `requests` as one batch and return their completions.
 
         Before each token, `admit(rows_decoding)` may hand over more requests; they join the batch, and like
         every request they report through `on_done` when finished. A sampled reply that comes out empty is
         retried up to `max_resamples` times.
         """
-        rows = [_Row(request, _rng(request.params.seed)) for request in requests]
+        rows = [_Decoding(request, _rng(request.params.seed)) for request in requests]
         joining, batch = list(rows), None
         while True:
             if admit is not None:
                 decoding = len(joining) + (len(batch.rows) if batch else 0)
-                joining += [_Row(request, _rng(request.params.seed)) for request in admit(decoding)]
+                joining += [_Decoding(request, _rng(request.params.seed)) for request in admit(decoding)]
             if joining:
                 batch = self._join(batch, self._prefill(joining))
                 joining = []
@@ -195,22 +196,22 @@ class Generator:
                     row.request.on_done(self._completion(row))
         return [self._completion(row) for row in rows]
 
-    def _should_resample(self, row: _Row) -> bool:
+    def _should_resample(self, row: _Decoding) -> bool:
         """An empty sampled reply gets another try; greedy decoding would only repeat itself."""
         return (row.finish_reason in ("stop", "length") and not self._text(row) and not row.request.params.greedy
                 and row.attempts < self.max_resamples)
 
-    def _completion(self, row: _Row) -> Completion:
+    def _completion(self, row: _Decoding) -> Generated:
         text = self._text(row)
         reason = "empty" if not text and row.finish_reason in ("stop", "length") else row.finish_reason
-        return Completion(text, reason, len(row.request.prompt), len(row.tokens))
+        return Generated(text, reason, len(row.request.prompt), len(row.tokens))
 
-    def _text(self, row: _Row) -> str:
+    def _text(self, row: _Decoding) -> str:
         decoded = self.tokenizer.decode(row.tokens, skip_special_tokens=True)
         return clean_reply(decoded, row.request.params.stop)
 
     @torch.inference_mode()
-    def _prefill(self, rows: list[_Row]) -> _Batch:
+    def _prefill(self, rows: list[_Decoding]) -> _Batch:
         """One forward pass over the left-padded prompts of `rows`: their cache and first-token logits."""
         pad = self.tokenizer.pad_token_id
         width = max(len(row.request.prompt) for row in rows)
@@ -231,7 +232,7 @@ class Generator:
                       seen=seen.to(self.device),
                       logits=output.logits[:, -1, :].float())
 
-    def _adapter_names(self, rows: list[_Row]) -> dict[str, list[str]]:
+    def _adapter_names(self, rows: list[_Decoding]) -> dict[str, list[str]]:
         """peft's per-row adapter argument for a multi-adapter model; nothing for a single model."""
         if not self.adapters:
             return {}
@@ -259,7 +260,7 @@ class Generator:
                       logits=torch.cat([running.logits, joining.logits]))
 
     @torch.inference_mode()
-    def _advance(self, batch: _Batch) -> list[_Row]:
+    def _advance(self, batch: _Batch) -> list[_Decoding]:
         """Sample one token for every row; finished rows leave the batch (returned), the rest run one step."""
         logits, rows = batch.logits, batch.rows
         params = [row.request.params for row in rows]
@@ -293,7 +294,7 @@ class Generator:
         batch.cache, batch.logits = output.cache, output.logits[:, -1, :].float()
         return finished
 
-    def _step(self, row: _Row, token: int) -> bool:
+    def _step(self, row: _Decoding, token: int) -> bool:
         """Take one token for `row`; False when the row is finished."""
         request = row.request
         if request.cancelled.is_set():
@@ -305,7 +306,7 @@ class Generator:
             row.tokens.append(token)
         decoded = self.tokenizer.decode(row.tokens, skip_special_tokens=True)
         if not row.finish_reason and any(marker and marker in decoded
-                                         for marker in (*ROLE_STRINGS, *request.params.stop)):
+                                         for marker in (*ROLE_TOKENS.values(), *request.params.stop)):
             row.finish_reason = "stop"
         if not row.finish_reason and len(row.tokens) >= request.params.max_new_tokens:
             row.finish_reason = "length"
@@ -313,14 +314,14 @@ class Generator:
             self._stream(row, decoded, final=bool(row.finish_reason))
         return not row.finish_reason
 
-    def _stream(self, row: _Row, decoded: str, *, final: bool) -> None:
+    def _stream(self, row: _Decoding, decoded: str, *, final: bool) -> None:
         """Pass on the part of the cleaned reply that later tokens can no longer change."""
         stop = row.request.params.stop
         text = clean_reply(decoded, stop)
         if not final:
             # Hold back what could still become a stop string or trailing space (`clean_reply` already drops an
             # unfinished UTF-8 character).
-            hold = max((len(marker) for marker in (*ROLE_STRINGS, *stop)), default=1) - 1
+            hold = max((len(marker) for marker in (*ROLE_TOKENS.values(), *stop)), default=1) - 1
             text = clean_reply(decoded[: max(0, len(decoded) - hold)], stop)
         if text.startswith(row.sent) and len(text) > len(row.sent):
             delta, row.sent = text[len(row.sent):], text

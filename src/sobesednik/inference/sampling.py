@@ -13,6 +13,8 @@ from typing import Any
 
 import torch
 
+from sobesednik.modeling.defaults import RECOMMENDED_GENERATION
+
 MIN_TEMPERATURE = 1e-4
 
 
@@ -20,13 +22,14 @@ MIN_TEMPERATURE = 1e-4
 class SamplingParams:
     """How to generate one reply; defaults come from the model's `generation_config` (see `from_generation_config`)."""
 
-    max_new_tokens: int = 40  # tokens; ruDialoGPT's model card
+    # defaults: ruDialoGPT's model card (modeling/defaults.py), which every written model dir carries
+    max_new_tokens: int = int(RECOMMENDED_GENERATION["max_new_tokens"])  # tokens
     min_new_tokens: int = 0  # tokens before the closing token / EOS may end the reply (benchmarks force a length)
-    temperature: float = 1.2  # 0 means greedy
-    top_k: int = 10  # 0 disables
-    top_p: float = 0.95  # 1 disables
-    repetition_penalty: float = 1.2  # 1 disables
-    no_repeat_ngram_size: int = 2  # 0 disables
+    temperature: float = float(RECOMMENDED_GENERATION["temperature"])  # 0 means greedy
+    top_k: int = int(RECOMMENDED_GENERATION["top_k"])  # 0 disables
+    top_p: float = float(RECOMMENDED_GENERATION["top_p"])  # 1 disables
+    repetition_penalty: float = float(RECOMMENDED_GENERATION["repetition_penalty"])  # 1 disables
+    no_repeat_ngram_size: int = int(RECOMMENDED_GENERATION["no_repeat_ngram_size"])  # 0 disables
     stop: tuple[str, ...] = ()  # extra strings that end the reply (the role strings always do)
     seed: int | None = None  # makes sampling reproducible
 
@@ -40,16 +43,10 @@ class SamplingParams:
 
     @classmethod
     def from_generation_config(cls, config: Any) -> SamplingParams:
-        """Defaults from a `GenerationConfig`; `do_sample=False` there means greedy."""
-        base = cls()
-        return cls(
-            max_new_tokens=config.max_new_tokens or base.max_new_tokens,
-            temperature=float(config.temperature or 1.0) if config.do_sample else 0.0,
-            top_k=int(config.top_k or 0),
-            top_p=float(config.top_p if config.top_p is not None else 1.0),
-            repetition_penalty=float(config.repetition_penalty or 1.0),
-            no_repeat_ngram_size=int(config.no_repeat_ngram_size or 0),
-        )
+        """Defaults from a model dir's `GenerationConfig` (`modeling.model_dir.sampling_defaults`)."""
+        from sobesednik.modeling.model_dir import sampling_defaults
+
+        return cls(**sampling_defaults(config))
 
 
 def apply_repetition_penalty(logits: torch.Tensor, seen: torch.Tensor, penalties: Sequence[float],

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 from sobesednik.dialogue import ASSISTANT_TOKEN, CLOSING_TOKEN, USER_TOKEN
 from sobesednik.errors import ConfigError, ModelDirError
-from sobesednik.modeling.chat_template import CHAT_TEMPLATE
+from sobesednik.modeling.model_dir import set_chat_template, set_special_ids
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -105,7 +105,7 @@ def prepare_tokenizer(tokenizer: PreTrainedTokenizerBase) -> list[int]:
         else:
             missing.append(PAD_TOKEN)
             tokenizer.add_special_tokens({"pad_token": PAD_TOKEN})
-    tokenizer.chat_template = CHAT_TEMPLATE
+    set_chat_template(tokenizer)
     return [tokenizer.convert_tokens_to_ids(token) for token in missing]
 
 
@@ -133,10 +133,7 @@ def load_base(
     model = _from_pretrained(AutoModelForCausalLM, name, **kwargs)
     if added or model.get_input_embeddings().num_embeddings < len(tokenizer):
         model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
-    model.config.eos_token_id = tokenizer.eos_token_id
-    model.config.pad_token_id = tokenizer.pad_token_id
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    set_special_ids(model, tokenizer)
     return model, tokenizer, added
 
 

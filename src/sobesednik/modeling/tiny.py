@@ -15,8 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sobesednik.dialogue import ASSISTANT_TOKEN, USER_TOKEN
-from sobesednik.modeling.chat_template import CHAT_TEMPLATE
-from sobesednik.modeling.defaults import RECOMMENDED_GENERATION
+from sobesednik.modeling.model_dir import save_model_dir
 
 PAD_TOKEN = "<pad>"
 # GPT-2's own special token; unknown bytes cannot occur with a byte-level vocabulary, so it is only a BOS.
@@ -63,15 +62,13 @@ def train_tokenizer(texts: Iterable[str], config: TinyModelConfig):
         eos_token=USER_TOKEN if config.with_role_tokens else BOS_TOKEN,
         clean_up_tokenization_spaces=False,
     )
-    if config.with_role_tokens:
-        tokenizer.chat_template = CHAT_TEMPLATE
     return tokenizer
 
 
 def build_tiny_model(texts: Iterable[str], out_dir: Path, config: TinyModelConfig | None = None) -> Path:
     """Train a tokenizer on `texts`, initialise a small GPT-2 for it and save both to `out_dir`."""
     import torch
-    from transformers import GenerationConfig, GPT2Config, GPT2LMHeadModel
+    from transformers import GPT2Config, GPT2LMHeadModel
 
     config = config or TinyModelConfig()
     tokenizer = train_tokenizer(texts, config)
@@ -86,14 +83,4 @@ def build_tiny_model(texts: Iterable[str], out_dir: Path, config: TinyModelConfi
         pad_token_id=tokenizer.pad_token_id,
     )
     torch.manual_seed(config.seed)
-    model = GPT2LMHeadModel(model_config)
-    model.generation_config = GenerationConfig(
-        **RECOMMENDED_GENERATION,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
-    return out_dir
+    return save_model_dir(GPT2LMHeadModel(model_config), tokenizer, out_dir, chat_template=config.with_role_tokens)

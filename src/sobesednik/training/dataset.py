@@ -6,18 +6,17 @@ turns. The labels are -100 everywhere except on the reply's tokens and the closi
 the loss teaches what to say and when to stop, never the context. A reply that does not fit on its own is
 dropped and counted in `dropped_too_long`.
 
-    dataset = ConversationDataset(read_jsonl(Path("data/train.jsonl")), tokenizer, max_length=256)
+    dataset = ConversationDataset(read_jsonl(Path("data/train.jsonl")), tokenizer, max_length=256)  # dialogue.py
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sobesednik.dialogue import ASSISTANT_TOKEN, ROLE_TOKENS, Message, render_reply
+from sobesednik.dialogue import ASSISTANT_TOKEN, ROLE_TOKENS, Message, read_jsonl, render_reply
 from sobesednik.errors import DatasetError
 
 IGNORE_INDEX = -100  # label value that the cross-entropy loss skips
@@ -32,48 +31,6 @@ class Sample:
 
     def __len__(self) -> int:
         return len(self.input_ids)
-
-
-def _check_messages(record: Any, where: str) -> list[dict[str, str]]:
-    messages = record.get("messages") if isinstance(record, dict) else None
-    if not isinstance(messages, list) or not messages:
-        raise DatasetError(f"{where}: expected an object with a non-empty 'messages' list; "
-                           "regenerate the file with `sobesednik prepare`")
-    for message in messages:
-        if not isinstance(message, dict) or message.get("role") not in ROLE_TOKENS \
-                or not isinstance(message.get("content"), str):
-            raise DatasetError(f"{where}: bad message {message!r}: each needs role user|assistant and a text content")
-    if messages[-1]["role"] != "assistant":
-        raise DatasetError(f"{where}: the last message must be the assistant's target reply, "
-                           f"found role {messages[-1]['role']!r}")
-    return messages
-
-
-def read_jsonl(path: Path) -> list[list[dict[str, str]]]:
-    """The `messages` of every line of a prepared JSONL file, checked against the contract."""
-    if not path.is_file():
-        raise DatasetError(f"{path} does not exist: run `sobesednik prepare EXPORT --out {path.parent}` first")
-    dialogues = []
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise DatasetError(f"{path}:{number}: not JSON ({error.msg})") from None
-            dialogues.append(_check_messages(record, f"{path}:{number}"))
-    if not dialogues:
-        raise DatasetError(f"{path} holds no samples: prepare more chat history or lower prepare's filters")
-    return dialogues
-
-
-def data_file(data_dir: Path, split: str) -> Path:
-    """`DIR/<split>.jsonl` of a prepared dataset dir, with a clear error when it is not one."""
-    if not data_dir.is_dir():
-        raise DatasetError(f"dataset directory {data_dir} does not exist: "
-                           f"run `sobesednik prepare EXPORT --out {data_dir}` first")
-    return data_dir / f"{split}.jsonl"
 
 
 def context_pieces(messages: Sequence[Message]) -> list[str]:
@@ -136,7 +93,3 @@ class ConversationDataset:
     def lengths(self) -> list[int]:
         return [len(sample) for sample in self.samples]
 
-    @property
-    def reply_tokens(self) -> int:
-        """Tokens the loss counts (replies plus closing tokens)."""
-        return sum(sum(label != IGNORE_INDEX for label in sample.labels) for sample in self.samples)

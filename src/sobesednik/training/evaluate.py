@@ -16,9 +16,10 @@ import contextlib
 import json
 from typing import Any
 
+from sobesednik.dialogue import read_jsonl
 from sobesednik.errors import ConfigError
 from sobesednik.modeling.load import is_run_dir, load_base, load_model
-from sobesednik.training.dataset import ConversationDataset, read_jsonl
+from sobesednik.training.dataset import ConversationDataset
 from sobesednik.training.fidelity import (
     FEATURE_NAMES,
     FIDELITY_DEFINITION,
@@ -28,7 +29,7 @@ from sobesednik.training.fidelity import (
     target_share,
 )
 from sobesednik.training.metrics import reply_loss, sample_replies, style_stats
-from sobesednik.training.settings import EvaluateSettings
+from sobesednik.training.settings import EvaluateSettings, evaluation_max_length
 
 
 def _measure(model: Any, tokenizer: Any, dataset: ConversationDataset, dialogues: list,
@@ -60,13 +61,15 @@ def evaluate(settings: EvaluateSettings) -> dict[str, Any]:
     model, tokenizer = load_model(settings.model)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model.to(device)
-    dataset = ConversationDataset(dialogues, tokenizer, settings.max_length)
+    max_length = evaluation_max_length(settings)
+    dataset = ConversationDataset(dialogues, tokenizer, max_length)
     sampled = dialogues[: settings.samples]
     reference = reference_or_reason(settings.data.parent)
     report: dict[str, Any] = {
         "model": settings.model,
         "data": str(settings.data),
         "dialogues": len(dialogues),
+        "max_length": max_length,
         "dropped_too_long": dataset.dropped_too_long,
         "real": {"style": style_stats([dialogue[-1]["content"] for dialogue in sampled])},
         # The real replies' own share attributed to the target: what a perfect imitation would reach here.
@@ -83,7 +86,7 @@ def evaluate(settings: EvaluateSettings) -> dict[str, Any]:
                 report["base_figures"] = _measure(model, tokenizer, dataset, sampled, reference, settings)
         else:
             base, base_tokenizer, _ = load_base(settings.base)
-            base_set = ConversationDataset(dialogues, base_tokenizer, settings.max_length)
+            base_set = ConversationDataset(dialogues, base_tokenizer, max_length)
             report["base_figures"] = _measure(base.to(device).eval(), base_tokenizer, base_set, sampled, reference,
                                               settings)
     if settings.out:

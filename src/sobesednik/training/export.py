@@ -14,9 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sobesednik.errors import ConfigError
-from sobesednik.modeling.chat_template import CHAT_TEMPLATE
-from sobesednik.modeling.defaults import RECOMMENDED_GENERATION
 from sobesednik.modeling.load import load_run
+from sobesednik.modeling.model_dir import save_model_dir
 from sobesednik.training.settings import ExportSettings
 
 
@@ -29,23 +28,11 @@ class ExportResult:
 def export(settings: ExportSettings) -> ExportResult:
     """Merge, then write model, tokenizer and generation config to `settings.out`."""
     import torch
-    from transformers import GenerationConfig
 
     if settings.out.exists() and any(settings.out.iterdir()):
         raise ConfigError(f"{settings.out} exists and is not empty: choose another --out or remove it")
     model, tokenizer = load_run(settings.run_dir, merge=True)
     model = model.to(getattr(torch, settings.dtype))
     model.config.use_cache = True
-    model.config.eos_token_id = tokenizer.eos_token_id
-    model.config.pad_token_id = tokenizer.pad_token_id
-    model.generation_config = GenerationConfig(
-        **RECOMMENDED_GENERATION,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    tokenizer.chat_template = CHAT_TEMPLATE
-    settings.out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(settings.out, safe_serialization=True)
-    tokenizer.save_pretrained(settings.out)
+    save_model_dir(model, tokenizer, settings.out)
     return ExportResult(settings.out, sum(parameter.numel() for parameter in model.parameters()))

@@ -18,7 +18,7 @@ from sobesednik.training.collate import PadCollator
 from sobesednik.training.dataset import IGNORE_INDEX, ConversationDataset
 
 if TYPE_CHECKING:
-    from sobesednik.inference.generator import Completion, Generator
+    from sobesednik.inference.generator import Generated, Generator
 
 EMOJI = re.compile("[\U0001f300-\U0001faff\u2600-\u27bf\U0001f1e6-\U0001f1ff]")
 PUNCTUATION = re.compile(r"[.,!?;:…()\"«»-]")
@@ -48,16 +48,16 @@ def reply_loss(model: Any, dataset: ConversationDataset, pad_token_id: int, batc
 
 
 def sample_replies(generator: Generator, contexts: Sequence[Sequence[Message]], *, seed: int,
-                   max_new_tokens: int | None = None, batch_size: int = 16) -> list[Completion]:
+                   max_new_tokens: int | None = None, batch_size: int = 16) -> list[Generated]:
     """One reply per context from the service's own decoder: its prompt fitting, sampling, stopping and cleaning.
 
     Context i is sampled with seed `seed + i`, so a reply does not depend on the batch it was decoded in and
     the model before and after training answers each context with the same random stream.
     """
-    from sobesednik.inference.generator import Request
+    from sobesednik.inference.generator import Row
 
     params = generator.defaults.with_overrides(max_new_tokens=max_new_tokens)
-    requests = [Request(generator.chat_prompt(context, params.max_new_tokens), params.with_overrides(seed=seed + i))
+    requests = [Row(generator.chat_prompt(context, params.max_new_tokens), params.with_overrides(seed=seed + i))
                 for i, context in enumerate(contexts)]
     training = generator.model.training
     generator.model.eval()  # no LoRA dropout while sampling, also in the middle of training

@@ -20,10 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sobesednik.dialogue import data_file, read_jsonl
 from sobesednik.errors import ConfigError, DatasetError
 from sobesednik.modeling.load import ADAPTER_DIR, load_base
 from sobesednik.training.collate import PackedDataset, PadCollator
-from sobesednik.training.dataset import ConversationDataset, data_file, read_jsonl
+from sobesednik.training.dataset import ConversationDataset
 from sobesednik.training.fidelity import FIDELITY_DEFINITION, FidelityReference, measure_fidelity, reference_or_reason
 from sobesednik.training.lora import wrap_with_lora
 from sobesednik.training.recipe import plan_steps

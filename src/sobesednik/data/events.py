@@ -1,7 +1,7 @@
 """Exports → a stream of events for the dialogue builder; for big inputs the reading runs in a worker process.
 
     for event in read_events(streams, settings, quirks, parallel=True, on_bytes=None):
-        kind = event[0]   # "chat" | "message" | "skip" | "end"
+        kind = event[0]   # "chat" | "message" | "skip" | "end"; then unpack: _, message = event
 
 Events: `("chat", ChatInfo, selected)` when a chat starts, `("message", Message)` for a kept message,
 `("skip", reason, extra)` for a skipped one (`extra`: the topic id of a forum topic's opening message, or the
@@ -23,13 +23,19 @@ import gc
 import multiprocessing
 from collections import Counter
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Literal
 
-from sobesednik.data.export import ChatInfo, ExportStream, normalise_message
 from sobesednik.data.settings import PrepareSettings
+from sobesednik.data.telegram_export import ChatInfo, ExportStream, Message, kept_chars, normalise_message
 
 _BATCH = 2048  # events per pipe message: large enough that pickling overhead per event is small
-Event = tuple[Any, ...]
+# Plain tuples, unpacked by the consumer (`_, reason, extra = event`): a million of them cross the pipe, and a
+# NamedTuple costs more to build and to pickle. The worker also sends ("bytes", n) and ("quirks", Counter).
+ChatEvent = tuple[Literal["chat"], ChatInfo, bool]
+MessageEvent = tuple[Literal["message"], Message]
+SkipEvent = tuple[Literal["skip"], str, Any]
+EndEvent = tuple[Literal["end"], int, str]
+Event = ChatEvent | MessageEvent | SkipEvent | EndEvent
 
 
 def _chat_selected(chat: ChatInfo, wanted: list[str]) -> bool:
@@ -37,8 +43,9 @@ def _chat_selected(chat: ChatInfo, wanted: list[str]) -> bool:
 
 
 def _events(streams: list[ExportStream], settings: PrepareSettings, quirks: Counter[str]) -> Iterator[Event]:
-    options = {"mask_pii": settings.mask_pii, "keep_forwarded": settings.keep_forwarded,
-               "keep_via_bot": settings.keep_via_bot}
+    # Plain keywords rather than `**options`: that built a dict per message.
+    mask_pii, keep_forwarded, keep_via_bot = settings.mask_pii, settings.keep_forwarded, settings.keep_via_bot
+    keep = kept_chars(settings.max_chars)
     for index, stream in enumerate(streams):
         current: ChatInfo | None = None
         selected = False
@@ -50,7 +57,8 @@ def _events(streams: list[ExportStream], settings: PrepareSettings, quirks: Coun
             if not selected:
                 yield ("skip", "chat_not_selected", None)
                 continue
-            message = normalise_message(raw, quirks, last_date=last_date, **options)
+            message = normalise_message(raw, quirks, mask_pii=mask_pii, keep_forwarded=keep_forwarded,
+                                        keep_via_bot=keep_via_bot, last_date=last_date, keep=keep)
             if type(message) is str:
                 extra = None
                 if message == "service" and raw.get("action") == "topic_created":
@@ -107,9 +115,9 @@ def _parallel_events(streams: list[ExportStream], settings: PrepareSettings, qui
                 kind = event[0]
                 if kind == "bytes":
                     if on_bytes is not None:
-                        on_bytes(event[1])
+                        on_bytes(event[1])  # ("bytes", count read)
                 elif kind == "quirks":
-                    quirks.update(event[1])
+                    quirks.update(event[1])  # ("quirks", Counter)
                 else:
                     yield event
     finally:

@@ -38,6 +38,9 @@ _BOM = b"\xef\xbb\xbf"
 # An even run of backslashes is literal; an odd one followed by x and two hex digits is Telegram's `\xNN`.
 _X_ESCAPE = re.compile(rb"(\\\\)|\\x([0-9a-fA-F]{2})")
 _HELP = "export the chat again in Telegram Desktop: ⋯ → Export chat history → Format: Machine-readable JSON"
+# What `str.splitlines` breaks lines at, and what `str.split` splits words at (the same `isspace` set as `\s`).
+_LINE_BREAKS = re.compile("[\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
+_WORD_RUN = re.compile(r"\S+")
 _MEDIA_KEYS = ("media_type", "photo", "file", "sticker_emoji", "poll", "location_information", "contact_information")
 
 
@@ -257,16 +260,50 @@ def _after(reported: int, on_bytes: Callable[[int], None] | None) -> Callable[[i
     return report
 
 
-def normalise_whitespace(text: str) -> str:
-    """Runs of spaces become one space, blank lines go, each line is stripped."""
+def kept_chars(max_chars: int) -> int:
+    """How much of a text `prepare` keeps, in characters after normalising: the cut made while reading.
+
+    A text over `max_chars` is never written (a reply is dropped, a context turn ends the context), so only
+    its being too long matters, and its first characters say so: one 100 MB message cost 2 GB (`str.split`
+    makes an object per word) before the cut. The margin keeps it too long after `--mask-pii` shrinks what is
+    kept (an e-mail becomes `<EMAIL>`: a fifth of a long one at most): 8× plus 4 KB.
+    """
+    return 8 * max_chars + 4096
+
+
+def _normalised_head(text: str, keep: int) -> str:
+    """`normalise_whitespace(text)[:keep]` in memory and time for `keep` characters, not for all of `text`."""
+    # The whole text's normalising splits on `\n`/`\r` only when it holds one; `splitlines` then breaks on these.
+    breaks = _LINE_BREAKS if "\n" in text or "\r" in text else None
+    parts: list[str] = []
+    length = end = 0
+    for word in _WORD_RUN.finditer(text):
+        if parts:
+            parts.append("\n" if breaks is not None and breaks.search(text, end, word.start()) else " ")
+            length += 1
+        start = word.start()
+        parts.append(text[start : min(word.end(), start + keep - length)])
+        length += len(parts[-1])
+        end = word.end()
+        if length >= keep:
+            break
+    return "".join(parts)
+
+
+def normalise_whitespace(text: str, keep: int | None = None) -> str:
+    """Runs of spaces become one space, blank lines go, each line is stripped; with `keep`, the first `keep`
+    characters of that (`kept_chars`)."""
+    if keep is not None and len(text) > keep:
+        return _normalised_head(text, keep)
     if "\n" in text or "\r" in text:
         lines = (" ".join(line.split()) for line in text.splitlines())
         return "\n".join(line for line in lines if line)
     return " ".join(text.split())
 
 
-def visible_text(text: Any, counters: Counter[str], *, mask_pii: bool) -> str:
-    """The text a reader sees: a string, or a list of strings and entities `{"type", "text"}` joined."""
+def visible_text(text: Any, counters: Counter[str], *, mask_pii: bool, keep: int | None = None) -> str:
+    """The text a reader sees: a string, or a list of strings and entities `{"type", "text"}` joined; its first
+    `keep` characters (`kept_chars`) when `keep` is given."""
     if type(text) is str:
         joined = text
     elif type(text) is list:
@@ -281,7 +318,7 @@ def visible_text(text: Any, counters: Counter[str], *, mask_pii: bool) -> str:
     else:
         counters["text_not_string_or_list"] += 1
         joined = ""
-    joined = normalise_whitespace(joined)
+    joined = normalise_whitespace(joined, keep)
     return mask_text(joined) if mask_pii and joined else joined
 
 
@@ -312,9 +349,13 @@ def _date(raw: dict[str, Any], counters: Counter[str]) -> int | None:
 
 
 def normalise_message(
-    raw: Any, counters: Counter[str], *, mask_pii: bool, keep_forwarded: bool, keep_via_bot: bool, last_date: int
+    raw: Any, counters: Counter[str], *, mask_pii: bool, keep_forwarded: bool, keep_via_bot: bool, last_date: int,
+    keep: int | None = None,
 ) -> Message | str:
-    """A `Message`, or the name of the reason it is skipped ("service", "media_only", "forwarded", ...)."""
+    """A `Message`, or the name of the reason it is skipped ("service", "media_only", "forwarded", ...).
+
+    With `keep` (`kept_chars`) the text is cut to that many characters as it is read.
+    """
     if type(raw) is not dict:
         return "not_a_message_object"
     if raw.get("type") != "message":
@@ -330,10 +371,11 @@ def normalise_message(
     # Fast paths for the common shapes (a plain one-line string, a string from_id, a unix time string): this
     # runs for every message of a 1 GB export.
     text = raw.get("text", "")
-    if type(text) is str and not mask_pii and "\n" not in text and "\r" not in text:
+    if type(text) is str and not mask_pii and "\n" not in text and "\r" not in text and (keep is None
+                                                                                     or len(text) <= keep):
         text = " ".join(text.split())
     else:
-        text = visible_text(text, counters, mask_pii=mask_pii)
+        text = visible_text(text, counters, mask_pii=mask_pii, keep=keep)
     if not text:
         return "media_only" if any(key in raw for key in _MEDIA_KEYS) else "empty_text"
     name = raw.get("from")

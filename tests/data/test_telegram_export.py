@@ -7,9 +7,11 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from sobesednik.data import export as export_module
-from sobesednik.data.export import ExportStream, normalise_message, normalise_whitespace, visible_text
+from sobesednik.data import telegram_export as telegram_export_module
+from sobesednik.data.telegram_export import ExportStream, normalise_message, normalise_whitespace, visible_text
 
 from .exports import msg, service
 
@@ -20,7 +22,7 @@ def _normalise(raw: dict, **flags: bool) -> object:
 
 
 def test_x_escapes_are_rewritten_even_across_chunk_boundaries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setattr(export_module, "_CHUNK", 3)  # every escape straddles a boundary somewhere
+    monkeypatch.setattr(telegram_export_module, "_CHUNK", 3)  # every escape straddles a boundary somewhere
     path = tmp_path / "result.json"
     # Telegram's invalid `\x0b`, an escaped backslash before "x41" (literal text), and a normal escape.
     path.write_bytes(b'{"name": "c", "id": 1, "messages": [{"id": 1, "type": "message", '
@@ -67,6 +69,16 @@ def test_visible_text_keeps_every_entity_and_counts_odd_types():
 def test_whitespace_is_normalised_and_blank_lines_dropped():
     assert normalise_whitespace("  привет \u00a0  мир\t ") == "привет мир"
     assert normalise_whitespace("раз  \r\n\r\n   два \n\n") == "раз\nдва"
+
+
+# Every kind of whitespace `str.split` and `str.splitlines` know, among short words.
+_spaced = st.lists(st.sampled_from(["ab", "в", "ё😀", " ", "  ", "\t", "\n", "\r\n", "\r", "\x0b", "\x0c",
+                                    "\x1c", "\x85", "\u2028", "\u00a0", "\u3000"]), max_size=30).map("".join)
+
+
+@given(text=_spaced, keep=st.integers(1, 40))
+def test_the_cut_while_reading_is_the_start_of_the_whole_normalised_text(text, keep):
+    assert normalise_whitespace(text, keep) == normalise_whitespace(text)[:keep]
 
 
 @pytest.mark.parametrize(("raw", "reason"), [

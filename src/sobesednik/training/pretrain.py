@@ -15,9 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from sobesednik.dialogue import Message, render, render_reply
+from sobesednik.dialogue import Message, data_file, read_jsonl, render, render_reply
 from sobesednik.modeling.tiny import TinyModelConfig, build_tiny_model
-from sobesednik.training.dataset import data_file, read_jsonl
 from sobesednik.training.settings import TinyModelSettings
 
 BLOCK = 128  # tokens per pretraining row

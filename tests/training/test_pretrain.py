@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from sobesednik.cli import app
 from sobesednik.dialogue import ASSISTANT_TOKEN, USER_TOKEN, render
-from sobesednik.modeling.pretrain import dialogue_text
+from sobesednik.training.pretrain import dialogue_text
 
 
 def test_dialogue_text_is_the_training_rendering():
