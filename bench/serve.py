@@ -118,10 +118,10 @@ class PeakRss:
         return self.peak
 
 
-async def closed_loop(url: str, users: int, rounds: int, body: dict, stagger: float = 0.0
-                      ) -> tuple[float, list[float], int]:
-    """`users` clients, each sending `rounds` requests one after another, user i starting `i * stagger` s late;
-    (wall s, latencies s, tokens)."""
+async def closed_loop(url: str, users: int, rounds: int, body: dict, stagger: float = 0.0,
+                      models: list[str] | None = None) -> tuple[float, list[float], int]:
+    """`users` clients, each sending `rounds` requests one after another, user i starting `i * stagger` s late
+    and naming `models[i % len(models)]` when given; (wall s, latencies s, tokens)."""
     prompts = dialogues(users * rounds)
     latencies: list[float] = []
     tokens = 0
@@ -131,7 +131,8 @@ async def closed_loop(url: str, users: int, rounds: int, body: dict, stagger: fl
         await asyncio.sleep(index * stagger)
         for r in range(rounds):
             start = time.perf_counter()
-            response = await client.post(url, json={**body, "messages": prompts[r * users + index]})
+            model = {"model": models[index % len(models)]} if models else {}
+            response = await client.post(url, json={**body, **model, "messages": prompts[r * users + index]})
             response.raise_for_status()
             latencies.append(time.perf_counter() - start)
             tokens += response.json()["usage"]["completion_tokens"]

@@ -73,9 +73,17 @@ def _main(
 @settings_command(app, "prepare", PrepareSettings)
 def prepare_command(given: Given[PrepareSettings]) -> None:
     """Turn Telegram exports into train/valid/test.jsonl dialogues with stats (docs/data.md)."""
+    from sobesednik.data.per_speaker import PERSONAS_FILE, prepare_per_speaker
     from sobesednik.data.prepare import prepare
 
-    result = prepare(given.settings())
+    settings = given.settings()
+    if settings.per_speaker:
+        personas = prepare_per_speaker(settings)
+        typer.echo(f"{len(personas.speakers)} persona dataset(s) ({', '.join(personas.speakers)}), "
+                   f"{len(personas.too_few)} author(s) with too few replies, everyone's in {personas.everyone.out}; "
+                   f"see {settings.out / PERSONAS_FILE}")
+        return
+    result = prepare(settings)
     splits = result.stats["splits"]
     typer.echo(f"{result.stats['samples']} samples (train {splits['train']}, valid {splits['valid']}, "
                f"test {splits['test']}) from {result.stats['messages_read']} messages written to {result.out}; "

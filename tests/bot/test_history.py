@@ -135,3 +135,14 @@ async def test_an_unwritable_database_keeps_messages_in_memory_until_it_can_writ
         assert [m.message_id for m in await reopened.recent(1, 10)] == [1, 2, 3]
     finally:
         await reopened.close()
+
+
+async def test_a_chats_persona_is_kept_apart_from_its_messages(store):
+    assert await store.get_persona(1) is None
+    await store.set_persona(1, "anna")
+    await store.set_persona(2, "boris")
+    await store.set_persona(1, "vera")
+    await store.add(1, StoredMessage(1, "user", "привет"))
+    await store.clear(1)  # /reset forgets the conversation, not whom the chat talks to
+    assert (await store.get_persona(1), await store.get_persona(2)) == ("vera", "boris")
+    assert await store.recent(1, 5) == []

@@ -44,7 +44,7 @@ async def test_start_help_and_command_menu(fake_api, settings):
     assert start["text"] == f"{texts.START.format(username=BOT_USERNAME)}\n\n{texts.STREAMING_NOTE}"
     assert help_["text"] == f"{texts.HELP.format(username=BOT_USERNAME)}\n\n{texts.STREAMING_NOTE}"
     (menu,) = fake_api.sent("setMyCommands")
-    assert [command["command"] for command in menu["commands"]] == ["start", "help", "reset"]
+    assert [command["command"] for command in menu["commands"]] == ["start", "help", "reset", "persona"]
     assert fake_api.sent("deleteWebhook")
 
 

@@ -4,7 +4,7 @@ The real `sobesednik serve` with the tiny model answers in a few fast tokens; st
 grows over time, a long one, or a stream that dies half-way. This server answers POST /v1/chat/completions with
 the scripted `pieces`: joined in one body, or with `stream: true` as SSE chunks `delay` seconds apart, in the
 wire format of the real service (`data: {chat.completion.chunk}` … `data: [DONE]`). With `die_after=n` it drops
-the connection after n pieces, as a killed service does. It records every request body.
+the connection after n pieces, as a killed service does. It records every request body; GET /v1/models lists `models`.
 
     async with FakeChatService() as service:
         service.pieces, service.delay = ["При", "вет"], 0.3
@@ -25,12 +25,14 @@ class FakeChatService:
         self.delay = 0.0  # seconds before each streamed piece
         self.die_after: int | None = None  # pieces sent before the connection is dropped
         self.requests: list[dict[str, Any]] = []
+        self.models = ["base"]  # the ids GET /v1/models lists
         self._runner: web.AppRunner | None = None
         self.url = ""
 
     async def __aenter__(self) -> FakeChatService:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._complete)
+        app.router.add_get("/v1/models", self._models)
         self._runner = web.AppRunner(app, shutdown_timeout=1, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -46,6 +48,10 @@ class FakeChatService:
     @property
     def reply(self) -> str:
         return "".join(self.pieces)
+
+    async def _models(self, _: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [{"id": name, "object": "model", "created": 0,
+                                                               "owned_by": "fake"} for name in self.models]})
 
     async def _complete(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()

@@ -57,6 +57,24 @@ def app_from_env() -> FastAPI:
     return create_app(ApiSettings())
 
 
+def check_personas(settings: ApiSettings) -> None:
+    """Refuse, before loading any weights: a RUN_DIR as the base of personas, a path without an adapter, an
+    adapter trained on a base of another shape (configs compared, not names)."""
+    from pathlib import Path
+
+    from sobesednik.errors import ConfigError
+    from sobesednik.inference.adapters import adapter_dir, check_base
+    from sobesednik.modeling.load import is_run_dir, load_config
+
+    if is_run_dir(Path(settings.model)):
+        raise ConfigError(f"--model {settings.model} is a RUN_DIR, and with --adapter it must be their base: pass "
+                          "the base model the runs were trained on (`base` in their config.yaml) as --model and "
+                          f"this run as --adapter NAME={settings.model}")
+    base_config = load_config(settings.model)
+    for name, path in settings.personas.items():
+        check_base(name, adapter_dir(path), settings.model, base_config)
+
+
 def serve(settings: ApiSettings) -> None:
     """The `serve` stage: check the model path, set torch threads, run uvicorn until interrupted."""
     import logging
@@ -66,6 +84,8 @@ def serve(settings: ApiSettings) -> None:
 
     from sobesednik.modeling.load import check_model_source
 
+    if settings.adapter:
+        check_personas(settings)
     check_model_source(settings.model)  # a wrong path fails here, in one line, not in the background
     if settings.threads is not None:
         torch.set_num_threads(settings.threads)

@@ -104,6 +104,7 @@ def install_error_handlers(app: FastAPI) -> None:
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse, "description": description}
     for status, description in {400: "invalid request", 401: "missing or wrong API key",
+                                404: "no such model (persona): the message lists those served",
                                 429: "queue full; retry after Retry-After seconds",
                                 503: "model still loading", 504: "generation timed out"}.items()
 }

@@ -34,7 +34,8 @@ Text = Annotated[str, BeforeValidator(_encodable)]
 class GenerationRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    model: str | None = Field(None, description="ignored: the service serves one model")
+    model: str | None = Field(None, description="a persona (adapter) listed by /v1/models, or the base; left out: "
+                                                "the base. A service without personas ignores it")
     max_tokens: int | None = Field(None, ge=1, description="reply length limit in tokens; default from the model")
     temperature: float | None = Field(None, ge=0, le=5, description="0 is greedy; default from the model")
     top_p: float | None = Field(None, gt=0, le=1)

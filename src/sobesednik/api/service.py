@@ -48,7 +48,9 @@ class Service:
                     Generator.load, settings.model, dtype=settings.dtype, quantize=settings.quantize))
             warmup = generator.defaults.with_overrides(max_new_tokens=1, temperature=0.0)
             prompt = generator.chat_prompt([{"role": "user", "content": "привет"}], 1)
-            await loop.run_in_executor(executor, generator.generate, [Row(prompt, warmup)])
+            # One row per persona and the base, in one mixed batch: what every later batch does.
+            rows = [Row(prompt, warmup, adapter=adapter) for adapter in (None, *generator.adapters)]
+            await loop.run_in_executor(executor, generator.generate, rows)
         except Exception as error:  # any failure must show in /readyz, not leave it "loading" forever
             self.load_error = str(error) if isinstance(error, SobesednikError) else f"{type(error).__name__}: {error}"
             logger.error("cannot load the model: %s", self.load_error, exc_info=not isinstance(error, SobesednikError))
@@ -59,4 +61,16 @@ class Service:
             on_batch=self.metrics.batch_size.observe, executor=executor))
         self.metrics.watch_queue(lambda: batcher.queued)
         self.serving = Serving(self.settings, self.metrics, generator, batcher, self.created)
-        logger.info("model %s ready", self.settings.served_name)
+        logger.info("model %s ready", ", ".join(self.model_names))
+
+    def _load(self) -> Generator:
+        settings = self.settings
+        if settings.adapter:
+            return Generator.load_personas(settings.model, settings.personas, dtype=settings.dtype,
+                                           quantize=settings.quantize)
+        return Generator.load(settings.model, dtype=settings.dtype, quantize=settings.quantize)
+
+    @property
+    def model_names(self) -> list[str]:
+        """What /v1/models lists: the base (or the one model), then every persona."""
+        return [self.settings.served_name, *self.settings.personas]

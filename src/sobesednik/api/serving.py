@@ -64,16 +64,17 @@ class Serving:
             raise APIError(400, "messages hold no user or assistant turn: add at least one user message",
                            param="messages")
         self._check_size([turn["content"] for turn in turns], "messages")
+        name, adapter = self._persona(body.model)
         params = self._params(body)
         prompt = self.generator.chat_prompt(turns, params.max_new_tokens)
-        rows = _rows(prompt, params, body.n)
+        rows = _rows(prompt, params, body.n, adapter)
         if body.stream:
             pieces = self._stream(rows)  # queued now: a full queue is a 429 before the stream starts
-            return StreamingResponse(self._chunks(len(rows), pieces), media_type="text/event-stream",
+            return StreamingResponse(self._chunks(name, len(rows), pieces), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache"})
         completions = await self._complete(rows, http_request)
         return ChatCompletion(
-            id=_completion_id("chatcmpl"), created=self.created, model=self.settings.served_name,
+            id=_completion_id("chatcmpl"), created=self.created, model=name,
             choices=[ChatChoice(index=i, message=AssistantMessage(content=c.text), finish_reason=c.finish_reason)
                      for i, c in enumerate(completions)],
             usage=_usage(len(prompt), completions))
@@ -84,16 +85,29 @@ class Serving:
             raise APIError(400, "stream=true is supported on /v1/chat/completions only: drop it here",
                            param="stream")
         self._check_size([body.prompt], "prompt")
+        name, adapter = self._persona(body.model)
         params = self._params(body)
         prompt = self.generator.text_prompt(body.prompt, params.max_new_tokens)
-        completions = await self._complete(_rows(prompt, params, body.n), http_request)
+        completions = await self._complete(_rows(prompt, params, body.n, adapter), http_request)
         return Completion(
-            id=_completion_id("cmpl"), created=self.created, model=self.settings.served_name,
+            id=_completion_id("cmpl"), created=self.created, model=name,
             choices=[CompletionChoice(index=i, text=c.text, finish_reason=c.finish_reason)
                      for i, c in enumerate(completions)],
             usage=_usage(len(prompt), completions))
 
     # ---- the steps ------------------------------------------------------------------------------------------
+
+    def _persona(self, model: str | None) -> tuple[str, str | None]:
+        """The served name and adapter of a request's `model`: a persona by name, the base by its name or when
+        none is given; 404 for any other name. A service without personas answers to every name, as before."""
+        personas = self.settings.personas
+        if not personas or model is None or model == self.settings.served_name:
+            return self.settings.served_name, None
+        if model not in personas:
+            known = ", ".join([self.settings.served_name, *personas])
+            raise APIError(404, f"model {model!r} is not served here: use one of {known} (GET /v1/models)",
+                           param="model", code="model_not_found")
+        return model, model
 
     def _params(self, body: GenerationRequest) -> SamplingParams:
         """Sampling settings of a request: its fields over the model's defaults, limits checked."""
@@ -160,11 +174,11 @@ class Serving:
         finally:
             task.cancel()
 
-    async def _chunks(self, choices: int, pieces: AsyncIterator[tuple[int, str] | list[Generated]],
+    async def _chunks(self, name: str, choices: int, pieces: AsyncIterator[tuple[int, str] | list[Generated]],
                       ) -> AsyncIterator[str]:
         """OpenAI's chunk sequence: the role, content deltas, a finish_reason per choice, then `[DONE]`; a failure
         on the way ends it with an error event (the same envelope as a plain response) and `[DONE]` all the same."""
-        chunk_id, name = _completion_id("chatcmpl"), self.settings.served_name
+        chunk_id = _completion_id("chatcmpl")
 
         def chunk(index: int, delta: Delta, finish_reason: str | None = None) -> str:
             choice = ChunkChoice(index=index, delta=delta, finish_reason=finish_reason)
@@ -188,10 +202,10 @@ class Serving:
         yield _sse("[DONE]")
 
 
-def _rows(prompt: list[int], params: SamplingParams, n: int) -> list[Row]:
-    """`n` rows of one prompt; with a seed, choice i samples with seed + i so the choices differ."""
+def _rows(prompt: list[int], params: SamplingParams, n: int, adapter: str | None = None) -> list[Row]:
+    """`n` rows of one prompt for `adapter`; with a seed, choice i samples with seed + i so the choices differ."""
     seeds = [None if params.seed is None else params.seed + i for i in range(n)]
-    return [Row(prompt, params.with_overrides(seed=seed)) for seed in seeds]
+    return [Row(prompt, params.with_overrides(seed=seed), adapter=adapter) for seed in seeds]
 
 
 def _usage(prompt_tokens: int, completions: list[Generated]) -> Usage:

@@ -17,7 +17,13 @@ class ApiSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="SOBESEDNIK_API_", env_file=".env", extra="ignore")
 
-    model: str = Field("models/sobesednik", description="MODEL_DIR from `export` or RUN_DIR from `train`")
+    model: str = Field("models/sobesednik", description="MODEL_DIR from `export` or RUN_DIR from `train`; "
+                                                      "with --adapter, the base model (dir or Hub id) they share")
+    # singular, like `prepare --chat`: the field names the repeatable flag (`--adapter a=DIR --adapter b=DIR`)
+    adapter: list[str] = Field(
+        [], description="personas as NAME=DIR, a RUN_DIR of `train` or a peft adapter dir trained on --model, "
+                        "served beside the base in one process (repeat the flag; env: a JSON list); a request's "
+                        "`model` picks one by NAME, and requests for different ones decode in one batch")
     model_name: str = Field(
         "",
         description="The id clients see in /v1/models and responses; empty means the model directory's name.",
@@ -97,6 +103,14 @@ class ApiSettings(BaseSettings):
             return None  # an empty SOBESEDNIK_API_KEY= line means "no key", not "the empty key"
         return key
 
+    @field_validator("adapter")
+    @classmethod
+    def _adapters_named_once(cls, adapters: list[str]) -> list[str]:
+        from sobesednik.inference.adapters import parse_adapters
+
+        parse_adapters(adapters)  # NAME=DIR each, no name twice
+        return adapters
+
     @model_validator(mode="after")
     def _check(self) -> ApiSettings:
         if self.quantize == "int8" and self.dtype not in ("auto", "float32"):
@@ -105,4 +119,12 @@ class ApiSettings(BaseSettings):
 
     @property
     def served_name(self) -> str:
+        """The id of `model` (the base, when there are adapters) in /v1/models and responses."""
         return self.model_name or Path(self.model).name or self.model
+
+    @property
+    def personas(self) -> dict[str, Path]:
+        """The adapters as {name: dir}, in the order given."""
+        from sobesednik.inference.adapters import parse_adapters
+
+        return parse_adapters(self.adapter)

@@ -227,3 +227,7 @@ class ServiceClient:
         finally:
             await response.aclose()
 
+    async def models(self) -> list[str]:
+        """The model ids from GET /v1/models: what `/persona` offers."""
+        response = await self._request("GET", "/v1/models")
+        return [str(model["id"]) for model in response.json().get("data", [])]

@@ -53,7 +53,13 @@ class HistoryStore(Protocol):
         """The newest `limit` messages of the chat, oldest first."""
 
     async def clear(self, chat_id: ChatKey) -> None:
-        """Forget the chat (`/reset`)."""
+        """Forget the chat's messages (`/reset`); its persona stays."""
+
+    async def get_persona(self, chat_id: ChatKey) -> str | None:
+        """The persona (a model id of the service) this chat chose with /persona, or None."""
+
+    async def set_persona(self, chat_id: ChatKey, persona: str) -> None:
+        """Remember this chat's persona."""
 
     async def close(self) -> None:
         """Release the connection."""
@@ -86,6 +92,7 @@ def _connect(path: Path) -> sqlite3.Connection:
         "CREATE TABLE IF NOT EXISTS messages (chat_id INTEGER NOT NULL, message_id INTEGER NOT NULL,"
         " role TEXT NOT NULL, text TEXT NOT NULL, reply_to INTEGER, PRIMARY KEY (chat_id, message_id))"
     )
+    db.execute("CREATE TABLE IF NOT EXISTS personas (chat_id PRIMARY KEY, persona TEXT NOT NULL)")
     return db
 
 
@@ -202,6 +209,13 @@ class SqliteHistoryStore:
                 del self._pending[key]
         await self._run("DELETE FROM messages WHERE chat_id = ?", chat_id)
 
+    async def get_persona(self, chat_id: ChatKey) -> str | None:
+        rows = await self._run("SELECT persona FROM personas WHERE chat_id = ?", chat_id)
+        return rows[0][0] if rows else None
+
+    async def set_persona(self, chat_id: ChatKey, persona: str) -> None:
+        await self._run("INSERT OR REPLACE INTO personas VALUES (?, ?)", chat_id, persona)
+
     async def close(self) -> None:
         async with self._lock:
             if self._pending:
@@ -255,6 +269,12 @@ class RedisHistoryStore:
 
     async def clear(self, chat_id: ChatKey) -> None:
         await self._redis.delete(*self._keys(chat_id))
+
+    async def get_persona(self, chat_id: ChatKey) -> str | None:
+        return await self._redis.get(f"{self.prefix}:{chat_id}:persona")
+
+    async def set_persona(self, chat_id: ChatKey, persona: str) -> None:
+        await self._redis.set(f"{self.prefix}:{chat_id}:persona", persona)
 
     async def close(self) -> None:
         await self._redis.aclose()

@@ -24,7 +24,7 @@ from aiohttp import web
 
 from sobesednik.bot import texts
 from sobesednik.bot.client import ServiceClient
-from sobesednik.bot.handlers import business, commands, errors, messages
+from sobesednik.bot.handlers import business, commands, errors, messages, persona
 from sobesednik.bot.handlers.business import BusinessState
 from sobesednik.bot.health import HEALTH_PATH
 from sobesednik.bot.history import HistoryStore, open_store
@@ -67,7 +67,7 @@ def build_dispatcher(settings: BotSettings, store: HistoryStore, client: Service
     dispatcher = Dispatcher(settings=settings, store=store, client=client, throttle=throttle, drafts=drafts,
                             business=BusinessState())
     dispatcher.update.outer_middleware(AccessMiddleware(settings.allowed_ids))
-    dispatcher.include_routers(commands.create_router(), messages.create_router())
+    dispatcher.include_routers(commands.create_router(), persona.create_router(), messages.create_router())
     if settings.business != "off":  # only then does the bot ask Telegram for business updates
         dispatcher.include_router(business.create_router())
     dispatcher.include_router(errors.create_router())

@@ -49,6 +49,8 @@ class BotSettings(BaseSettings):
     service_timeout: float = Field(60.0, gt=0, description="seconds for one attempt; CPU generation can be slow")
     service_deadline: float = Field(90.0, gt=0, description="seconds for all retries of one reply before the apology")
     max_tokens: int | None = Field(None, gt=0, description="reply length in tokens; None: the service's default")
+    persona: str = Field("", description="the persona (a model id the service lists in /v1/models) of chats "
+                                         "that chose none with /persona; empty: the service's default model")
 
     # --- memory ---
     storage: str = Field(

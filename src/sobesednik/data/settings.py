@@ -70,6 +70,12 @@ class PrepareSettings(BaseSettings):
         False, description="write authors' display names into stats (they are personal data)"
     )
     progress: bool = Field(True, description="a progress bar on stderr, shown for inputs of at least 8 MB")
+    per_speaker: bool = Field(False, description="write one dataset per author with at least "
+                                                  "--min-speaker-replies replies, each in OUT/<author id>, for "
+                                                  "one `train` per person (personas); the list in OUT/personas.json")
+    min_speaker_replies: int = Field(
+        300, ge=1, description="train-split replies an author needs for a --per-speaker dataset: 374 replies "
+                               "trained a persona attributed 83 % to its speaker (docs/benchmarks.md, persona)")
 
     @model_validator(mode="after")
     def _check(self) -> PrepareSettings:
@@ -79,4 +85,6 @@ class PrepareSettings(BaseSettings):
             )
         if self.min_chars > self.max_chars:
             raise ValueError(f"min_chars ({self.min_chars}) is above max_chars ({self.max_chars})")
+        if self.per_speaker and self.speaker:
+            raise ValueError("--per-speaker makes a dataset of every author with enough replies: drop --speaker")
         return self

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +48,7 @@ class Row:
 
     prompt: list[int]
     params: SamplingParams
+    adapter: str | None = None  # the persona (adapter name) of a multi-adapter Generator; None: the base
     on_text: Callable[[str], None] | None = None  # receives each new piece of the cleaned reply (streaming)
     on_done: Callable[[Generated], None] | None = None  # receives the completion as soon as the row is finished
     cancelled: threading.Event = field(default_factory=threading.Event)  # set when the client went away
@@ -100,10 +101,12 @@ def clean_reply(text: str, stop: Sequence[str] = (), markers: Sequence[str] = tu
 class Generator:
     """A loaded model and tokenizer that turn batches of prompts into replies; not thread-safe (one batch at a time)."""
 
-    def __init__(self, model: Any, tokenizer: Any, *, max_resamples: int = MAX_RESAMPLES) -> None:
+    def __init__(self, model: Any, tokenizer: Any, *, max_resamples: int = MAX_RESAMPLES,
+                 adapters: Sequence[str] = ()) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.max_resamples = max_resamples
+        self.adapters = tuple(adapters)  # names of the adapters loaded beside the base (`adapters.py`)
         self.defaults = SamplingParams.from_generation_config(model.generation_config)
         config = model.config
         self.max_context = int(getattr(config, "n_positions", None) or config.max_position_embeddings)
@@ -126,6 +129,16 @@ class Generator:
         model, tokenizer = load_model(str(path))
         model = optimize_model(model, dtype=dtype, quantize=quantize)
         return cls(model, tokenizer, max_resamples=max_resamples)
+
+    @classmethod
+    def load_personas(cls, base: str, adapters: Mapping[str, Path], *, dtype: str = "float32",
+                      quantize: str = "none", max_resamples: int = MAX_RESAMPLES) -> Generator:
+        """Load the base once and every adapter beside it; a request's `adapter` picks its persona."""
+        from sobesednik.inference.adapters import load_personas
+
+        model, tokenizer = load_personas(base, adapters)
+        model = optimize_model(model, dtype=dtype, quantize=quantize)
+        return cls(model, tokenizer, max_resamples=max_resamples, adapters=list(adapters))
 
     # ---- prompts -------------------------------------------------------------------------------------------
 
@@ -218,11 +231,19 @@ class Generator:
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         output = self.model(input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device),
                             position_ids=positions.to(self.device), cache=reserved_cache(), use_cache=True,
-                            logits_to_keep=1)
+                            logits_to_keep=1, **self._adapter_names(rows))
         return _Batch(rows=list(rows), cache=output.cache, mask=mask.to(self.device),
                       last_position=positions[:, -1].to(self.device),
                       seen=seen.to(self.device),
                       logits=output.logits[:, -1, :].float())
+
+    def _adapter_names(self, rows: list[_Decoding]) -> dict[str, list[str]]:
+        """peft's per-row adapter argument for a multi-adapter model; nothing for a single model."""
+        if not self.adapters:
+            return {}
+        from sobesednik.inference.adapters import BASE
+
+        return {"adapter_names": [row.request.adapter or BASE for row in rows]}
 
     @staticmethod
     def _join(running: _Batch | None, joining: _Batch) -> _Batch:
@@ -274,7 +295,7 @@ class Generator:
         batch.mask = torch.cat([batch.mask, torch.ones_like(step)], dim=1)
         batch.last_position = batch.last_position + 1
         output = self.model(input_ids=step, attention_mask=batch.mask, position_ids=batch.last_position.unsqueeze(1),
-                            cache=batch.cache, use_cache=True)
+                            cache=batch.cache, use_cache=True, **self._adapter_names(batch.rows))
         batch.cache, batch.logits = output.cache, output.logits[:, -1, :].float()
         return finished
 

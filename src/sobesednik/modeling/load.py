@@ -213,3 +213,10 @@ def load_model(path: str) -> tuple[Any, PreTrainedTokenizerBase]:
     model, tokenizer, _ = load_base(path)
     model.eval()
     return model, tokenizer
+
+
+def load_config(name: str) -> Any:
+    """The `transformers` config of a model dir or Hub id, without its weights."""
+    from transformers import AutoConfig
+
+    return _from_pretrained(AutoConfig, name)

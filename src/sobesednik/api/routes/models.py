@@ -1,4 +1,4 @@
-"""`GET /v1/models`: the one model this service serves."""
+"""`GET /v1/models`: the model this service serves, then each persona (adapter) it serves beside it."""
 
 from __future__ import annotations
 
@@ -13,4 +13,4 @@ router = APIRouter(prefix="/v1", tags=["models"], dependencies=[ApiKeyDep])
 
 @router.get("/models", response_model=ModelList, responses={401: ERROR_RESPONSES[401]})
 async def list_models(service: ServiceDep) -> ModelList:
-    return ModelList(data=[ModelCard(id=service.settings.served_name, created=service.created)])
+    return ModelList(data=[ModelCard(id=name, created=service.created) for name in service.model_names])

@@ -28,6 +28,7 @@ from aiogram.types import BusinessConnection, CallbackQuery, InlineKeyboardButto
 from sobesednik.bot import texts
 from sobesednik.bot.client import ServiceClient
 from sobesednik.bot.context import build_context
+from sobesednik.bot.handlers.persona import persona_of
 from sobesednik.bot.history import HistoryStore, StoredMessage
 from sobesednik.bot.settings import BotSettings
 from sobesednik.bot.streaming import split_text
@@ -139,7 +140,8 @@ async def business_message_handler(
             messages = await build_context(
                 store, key, turn, max_turns=settings.context_turns, max_chars=settings.context_chars
             )
-            reply = split_text((await client.chat(messages, max_tokens=settings.max_tokens)).strip())[0]
+            persona = await persona_of(store, key, settings)
+            reply = split_text((await client.chat(messages, max_tokens=settings.max_tokens, model=persona)).strip())[0]
     except ThrottledError as error:
         logger.info("business chat %s: throttled (%s); no answer", key, error)
         return

@@ -1,4 +1,4 @@
-"""Commands: /start (who the bot is), /help (how to talk to it), /reset (forget this chat's context).
+"""Commands: /start (who the bot is, as whom it talks), /help (how to talk to it), /reset (forget the context).
 
 /start and /help mention streaming and business mode only when they are on.
 
@@ -14,6 +14,7 @@ from aiogram.filters import Command, CommandStart
 from aiogram.types import Message
 
 from sobesednik.bot import texts
+from sobesednik.bot.handlers.persona import persona_of
 from sobesednik.bot.history import HistoryStore
 from sobesednik.bot.settings import BotSettings
 
@@ -31,9 +32,11 @@ def _features(settings: BotSettings) -> str:
     return "".join(f"\n\n{note}" for note in notes)
 
 
-async def command_start_handler(message: Message, bot: Bot, settings: BotSettings) -> None:
+async def command_start_handler(message: Message, bot: Bot, settings: BotSettings, store: HistoryStore) -> None:
     me = await bot.me()
-    await message.answer(texts.START.format(username=me.username) + _features(settings))
+    persona = await persona_of(store, message.chat.id, settings)
+    named = f"\n\n{texts.START_PERSONA.format(persona=persona)}" if persona else ""
+    await message.answer(texts.START.format(username=me.username) + named + _features(settings))
 
 
 async def command_help_handler(message: Message, bot: Bot, settings: BotSettings) -> None:

@@ -21,6 +21,7 @@ from aiogram.utils.chat_action import ChatActionSender
 from sobesednik.bot import texts
 from sobesednik.bot.client import ServiceClient
 from sobesednik.bot.context import build_context
+from sobesednik.bot.handlers.persona import persona_of
 from sobesednik.bot.history import HistoryStore, StoredMessage
 from sobesednik.bot.settings import BotSettings
 from sobesednik.bot.streaming import (
@@ -106,11 +107,12 @@ async def message_handler(
                 store, chat_id, turn, max_turns=settings.context_turns, max_chars=settings.context_chars
             )
             surface = _surface(message, bot, store, settings, drafts)
+            params = {"max_tokens": settings.max_tokens, "model": await persona_of(store, chat_id, settings)}
             async with ChatActionSender.typing(bot=bot, chat_id=chat_id):
                 if surface.live:
-                    parts = [await stream_reply(client.stream_chat(messages, max_tokens=settings.max_tokens), surface)]
+                    parts = [await stream_reply(client.stream_chat(messages, **params), surface)]
                 else:
-                    parts = split_text((await client.chat(messages, max_tokens=settings.max_tokens)).strip())
+                    parts = split_text((await client.chat(messages, **params)).strip())
     except ThrottledError as error:
         logger.info("chat %d, user %d: throttled (%s)", chat_id, user_id, error)
         if addressed:
