@@ -11,6 +11,7 @@ libraries are imported inside the commands so that `sobesednik --help` and the b
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -33,6 +34,10 @@ from sobesednik.training.settings import (
     TrainSettings,
     read_config_file,
 )
+
+# One progress display per stage, the command's own: transformers' "Loading weights" and "Writing model shards"
+# bars follow huggingface_hub's switch, read when it is first imported (inside the commands, after this line).
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 _stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 
