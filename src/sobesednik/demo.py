@@ -40,25 +40,17 @@ class DemoSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="SOBESEDNIK_DEMO_", env_file=".env", extra="ignore")
 
-    export: Path = Field(
-        Path("examples/chat_export/result.json"),
-        description="the shipped sample; any result.json works",
-    )
-    speaker: str = Field(
-        "Дима Соколов",
-        description="the persona: the sample's lowercase \"короче … )))\" writer, the style furthest from the others'",
-    )
+    export: Path = Field(Path("examples/chat_export/result.json"),
+                         description="the shipped sample; any result.json works")
+    speaker: str = Field("Дима Соколов", description=(
+        "the persona: the sample's lowercase \"короче … )))\" writer, the style furthest from the others'"))
     out: Path = Field(Path("demo"), description="everything the demo writes: data/, models/, runs/")
     pretrain_steps: int = Field(300, ge=0, description="plain-LM steps of the tiny base on the whole chat's dialogues")
     train_steps: int | None = Field(None, ge=1, description="LoRA optimizer steps; None: train's own recipe decides")
-    bot: bool = Field(
-        False,
-        description="after the scripted chat, run the Telegram bot on the demo model (needs SOBESEDNIK_BOT_TOKEN)",
-    )
-    record: Path | None = Field(
-        None,
-        description="also save the terminal output as an SVG picture here (README's docs/demo.svg)",
-    )
+    bot: bool = Field(False, description=(
+        "after the scripted chat, run the Telegram bot on the demo model (needs SOBESEDNIK_BOT_TOKEN)"))
+    record: Path | None = Field(None, description=(
+        "also save the terminal output as an SVG picture here (README's docs/demo.svg)"))
 
 
 @dataclass(frozen=True)

@@ -17,77 +17,50 @@ class ApiSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="SOBESEDNIK_API_", env_file=".env", extra="ignore")
 
-    model: str = Field("models/sobesednik", description="MODEL_DIR from `export` or RUN_DIR from `train`; "
-                                                      "with --adapter, the base model (dir or Hub id) they share")
+    model: str = Field("models/sobesednik", description=(
+        "MODEL_DIR from `export` or RUN_DIR from `train`; with --adapter, the base model (dir or Hub id) they share"))
     # singular, like `prepare --chat`: the field names the repeatable flag (`--adapter a=DIR --adapter b=DIR`)
-    adapter: list[str] = Field(
-        [], description="personas as NAME=DIR, a RUN_DIR of `train` or a peft adapter dir trained on --model, "
-                        "served beside the base in one process (repeat the flag; env: a JSON list); a request's "
-                        "`model` picks one by NAME, and requests for different ones decode in one batch")
-    model_name: str = Field(
-        "",
-        description="The id clients see in /v1/models and responses; empty means the model directory's name.",
-    )
-    host: str = Field(
-        "127.0.0.1",
-        description="loopback by default: exposing the service is a deliberate choice (0.0.0.0)",
-    )
+    adapter: list[str] = Field([], description=(
+        "personas as NAME=DIR, a RUN_DIR of `train` or a peft adapter dir trained on --model, served beside the base "
+        "in one process (repeat the flag; env: a JSON list); a request's `model` picks one by NAME, and requests for "
+        "different ones decode in one batch"))
+    model_name: str = Field("", description=(
+        "The id clients see in /v1/models and responses; empty means the model directory's name."))
+    host: str = Field("127.0.0.1",
+                      description="loopback by default: exposing the service is a deliberate choice (0.0.0.0)")
     port: int = Field(8000, ge=0, le=65535, description="0 picks a free port")
-    key: SecretStr | None = Field(
-        None,
-        description="SOBESEDNIK_API_KEY; when set, /v1/* needs `Authorization: Bearer <key>`",
-    )
+    key: SecretStr | None = Field(None,
+                                  description="SOBESEDNIK_API_KEY; when set, /v1/* needs `Authorization: Bearer <key>`")
 
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
-        "auto",
-        description="auto: what `hardware.serving_path` measured fastest at greedy top-1 agreement >= 0.95 with "
-        "float32: bfloat16 where the CPU/GPU computes it natively, else float32 (with int8 below); bf16 / "
-        "fp16 / fp32 too.",
-    )
-    quantize: Literal["auto", "none", "int8"] = Field(
-        "auto",
-        description="auto: dynamic int8 linears on a CPU without native bf16 (AVX2: 3.2x float32's tokens/s) for a "
-        "MODEL_DIR, none elsewhere (native bf16 beats int8; a RUN_DIR's LoRA stays unmerged); none / int8 "
-        "force it.",
-    )
-    threads: int | None = Field(
-        None, ge=1,
-        description="torch intra-op threads; None keeps torch's default (all cores)",
-    )
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field("auto", description=(
+        "auto: what `hardware.serving_path` measured fastest at greedy top-1 agreement >= 0.95 with float32: bfloat16 "
+        "where the CPU/GPU computes it natively, else float32 (with int8 below); bf16 / fp16 / fp32 too."))
+    quantize: Literal["auto", "none", "int8"] = Field("auto", description=(
+        "auto: dynamic int8 linears on a CPU without native bf16 (AVX2: 3.2x float32's tokens/s) for a MODEL_DIR, "
+        "none elsewhere (native bf16 beats int8; a RUN_DIR's LoRA stays unmerged); none / int8 force it."))
+    threads: int | None = Field(None, ge=1,
+                                description="torch intra-op threads; None keeps torch's default (all cores)")
 
-    max_batch_size: int = Field(
-        16, ge=1, le=256,
-        description="rows decoded together; 16 fills 2 CPU cores' matrix units",
-    )
-    max_wait_ms: float = Field(
-        10, ge=0, le=1000,
-        description="how long a request may wait for others to join its batch",
-    )
-    join_fraction: float = Field(
-        0.5, ge=0, le=1,
-        description="New requests join a running batch while it decodes fewer rows than this share of max_batch_size, "
-        "else wait for it to shrink: 0.5 measured best on a 2-core CPU (docs/benchmarks.md); 1 always "
-        "joins (GPUs), 0 never.",
-    )
+    max_batch_size: int = Field(16, ge=1, le=256,
+                                description="rows decoded together; 16 fills 2 CPU cores' matrix units")
+    max_wait_ms: float = Field(10, ge=0, le=1000,
+                               description="how long a request may wait for others to join its batch")
+    join_fraction: float = Field(0.5, ge=0, le=1, description=(
+        "New requests join a running batch while it decodes fewer rows than this share of max_batch_size, else wait "
+        "for it to shrink: 0.5 measured best on a 2-core CPU (docs/benchmarks.md); 1 always joins (GPUs), 0 never."))
     max_queue: int = Field(64, ge=1, description="rows waiting beyond which requests get 429")
     request_timeout_s: float = Field(120, gt=0, description="a request still unanswered after this gets 504")
 
-    max_messages: int = Field(
-        200, ge=1,
-        description="messages per request; older turns are dropped anyway to fit the context",
-    )
+    max_messages: int = Field(200, ge=1,
+                              description="messages per request; older turns are dropped anyway to fit the context")
     max_chars: int = Field(20_000, ge=1, description="characters over all messages (or the prompt) of one request")
     max_n: int = Field(8, ge=1, description="choices per request")
     max_tokens_limit: int = Field(512, ge=1, description="upper bound a request may ask for as max_tokens")
-    max_body_bytes: int = Field(
-        1 << 20, ge=1024,
-        description="bytes of one request body, refused with 413 before parsing: max_chars of Cyrillic as JSON \\u "
-        "escapes (6 bytes each) and the framing of max_messages messages fit in 1 MiB with room to spare",
-    )
-    body_timeout_s: float = Field(
-        30, gt=0,
-        description="a body still incomplete after this gets 408; 1 MiB takes 1 s at 10 Mbit/s",
-    )
+    max_body_bytes: int = Field(1 << 20, ge=1024, description=(
+        "bytes of one request body, refused with 413 before parsing: max_chars of Cyrillic as JSON \\u escapes (6 "
+        "bytes each) and the framing of max_messages messages fit in 1 MiB with room to spare"))
+    body_timeout_s: float = Field(30, gt=0, description=(
+        "a body still incomplete after this gets 408; 1 MiB takes 1 s at 10 Mbit/s"))
 
     @field_validator("dtype", mode="before")
     @classmethod

@@ -31,21 +31,15 @@ class BotSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SOBESEDNIK_BOT_", env_file=".env", extra="ignore")
 
     # --- Telegram ---
-    token: SecretStr | None = Field(
-        None,
-        description="required: from @BotFather; None only so that its absence gets a clear message",
-    )
-    telegram_api: str = Field(
-        "https://api.telegram.org",
-        description="Bot API server; a self-hosted telegram-bot-api, or a test fake",
-    )
+    token: SecretStr | None = Field(None, description=(
+        "required: from @BotFather; None only so that its absence gets a clear message"))
+    telegram_api: str = Field("https://api.telegram.org",
+                              description="Bot API server; a self-hosted telegram-bot-api, or a test fake")
 
     # --- the generation service (OpenAI-compatible) ---
     service_url: str = Field("http://127.0.0.1:8000", description="where `sobesednik serve` listens by default")
-    service_api_key: SecretStr | None = Field(
-        None,
-        description="sent as `Authorization: Bearer`; None when the service has no key",
-    )
+    service_api_key: SecretStr | None = Field(None, description=(
+        "sent as `Authorization: Bearer`; None when the service has no key"))
     service_timeout: float = Field(60.0, gt=0, description="seconds for one attempt; CPU generation can be slow")
     service_deadline: float = Field(90.0, gt=0, description="seconds for all retries of one reply before the apology")
     max_tokens: int | None = Field(None, gt=0, description="reply length in tokens; None: the service's default")
@@ -53,35 +47,23 @@ class BotSettings(BaseSettings):
                                          "that chose none with /persona; empty: the service's default model")
 
     # --- memory ---
-    storage: str = Field(
-        "sqlite:///bot-history.sqlite3",
-        description="`sqlite:///path` (relative to cwd) or `redis://host:port/db`",
-    )
+    storage: str = Field("sqlite:///bot-history.sqlite3",
+                         description="`sqlite:///path` (relative to cwd) or `redis://host:port/db`")
     history_max_messages: int = Field(200, ge=2, description="stored per chat; older messages are trimmed")
-    context_turns: int = Field(
-        10, ge=1,
-        description="turns (after merging one role's runs) sent to the model, reply included",
-    )
-    context_chars: int = Field(
-        1500, ge=50,
-        description="characters of context; ~ruDialoGPT's 1024-token window with room",
-    )
+    context_turns: int = Field(10, ge=1,
+                               description="turns (after merging one role's runs) sent to the model, reply included")
+    context_chars: int = Field(1500, ge=50,
+                               description="characters of context; ~ruDialoGPT's 1024-token window with room")
 
     # --- manners and limits ---
-    group_reply_probability: float = Field(
-        0.0, ge=0.0, le=1.0,
-        description="chance to answer unaddressed group messages",
-    )
-    rate_limit_messages: int = Field(
-        6, ge=1,
-        description="replies per user per window; beyond it the user is asked to wait",
-    )
+    group_reply_probability: float = Field(0.0, ge=0.0, le=1.0,
+                                           description="chance to answer unaddressed group messages")
+    rate_limit_messages: int = Field(6, ge=1,
+                                     description="replies per user per window; beyond it the user is asked to wait")
     rate_limit_seconds: float = Field(30.0, gt=0, description="the window of the rate limit, seconds")
     max_inflight_per_chat: int = Field(1, ge=1, description="generations running at once in one chat")
-    allowed_ids: Annotated[list[int], NoDecode] = Field(
-        [],
-        description="user or chat ids, comma-separated; empty: everyone",
-    )
+    allowed_ids: Annotated[list[int], NoDecode] = Field([], description=(
+        "user or chat ids, comma-separated; empty: everyone"))
     flood_retries: int = Field(3, ge=0, description="times one Bot API call is retried after a 429 `retry_after`")
 
     # --- streaming replies as they are generated ---
@@ -133,23 +115,15 @@ class BotSettings(BaseSettings):
     )
 
     # --- webhook mode (long polling when webhook_url is empty) ---
-    webhook_url: str | None = Field(
-        None,
-        description="public https URL that Telegram calls, e.g. https://bot.example.org/telegram",
-    )
-    webhook_secret: SecretStr | None = Field(
-        None,
-        description="required with webhook_url; checked on every incoming call",
-    )
-    webhook_host: str = Field(
-        "127.0.0.1",
-        description="interface to listen on; 0.0.0.0 inside a container behind a proxy",
-    )
+    webhook_url: str | None = Field(None, description=(
+        "public https URL that Telegram calls, e.g. https://bot.example.org/telegram"))
+    webhook_secret: SecretStr | None = Field(None,
+                                             description="required with webhook_url; checked on every incoming call")
+    webhook_host: str = Field("127.0.0.1",
+                              description="interface to listen on; 0.0.0.0 inside a container behind a proxy")
     webhook_port: int = Field(8081, ge=1, le=65535, description="port of the webhook listener")
-    webhook_path: str = Field(
-        "/telegram/webhook",
-        description="path of the listener (a reverse proxy maps webhook_url to it)",
-    )
+    webhook_path: str = Field("/telegram/webhook",
+                              description="path of the listener (a reverse proxy maps webhook_url to it)")
 
     shutdown_timeout: float = Field(
         30.0,
