@@ -27,6 +27,8 @@ TABLE_END = "<!-- config-table:end -->"
 COMPOSE_VARIABLES = (
     ("SOBESEDNIK_MODELS_DIR", "/absolute/path/to/models", "host folder with exported models; `make run` sets ./models"),
     ("SOBESEDNIK_MODEL_NAME", "sobesednik", "folder inside it that the api (or vLLM) serves"),
+    ("SOBESEDNIK_VLLM_PERSONAS", "anna=/models/anna/adapter boris=/models/boris/adapter",
+     "LoRA personas the vllm profile serves beside the model (vLLM's --lora-modules); empty: none"),
     ("SOBESEDNIK_API_PUBLISH", "127.0.0.1:8000", "host address:port of the api; 0.0.0.0:8000 exposes it"),
     ("TORCH_INDEX", "https://download.pytorch.org/whl/cpu", "torch wheels for the api image; cu128 for GPUs"),
 )
