@@ -77,3 +77,11 @@ def test_concurrent_requests_end_up_in_one_batch(service: ServiceHandle, client:
     count, rows = batches()
     assert len(replies) == 8 and rows - rows_before == 8
     assert count - count_before < 8  # fewer batches than requests: some were decoded together
+
+
+def test_a_run_dir_is_served_as_its_base_with_the_adapter(trained_run_dir: Path) -> None:
+    with run_service(trained_run_dir) as handle:
+        reply = httpx.post(f"{handle.url}/v1/chat/completions", json={"messages": HELLO, "max_tokens": 8},
+                           timeout=60)
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["choices"][0]["finish_reason"] in ("stop", "length")

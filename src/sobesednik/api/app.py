@@ -82,11 +82,15 @@ def serve(settings: ApiSettings) -> None:
     import torch
     import uvicorn
 
-    from sobesednik.modeling.load import check_model_source
+    from pathlib import Path
+
+    from sobesednik.modeling.load import check_model_source, is_run_dir, run_base
 
     if settings.adapter:
         check_personas(settings)
-    check_model_source(settings.model)  # a wrong path fails here, in one line, not in the background
+    # A wrong path fails here, in one line, not in the background; a RUN_DIR's weights are its base's.
+    model = Path(settings.model)
+    check_model_source(run_base(model) if is_run_dir(model) else settings.model)
     if settings.threads is not None:
         torch.set_num_threads(settings.threads)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
