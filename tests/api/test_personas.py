@@ -19,6 +19,12 @@ from sobesednik.inference.generator import Generator, Row
 
 pytestmark = pytest.mark.slow
 HELLO = [{"role": "user", "content": "привет, как дела?"}]
+# Several prompts, each reply forced to TOKENS tokens (a briefly trained base's greedy reply is often empty), so
+# that an adapter's greedy text differs from the base's.
+PROMPTS = [HELLO, [{"role": "user", "content": "кто в субботу едет на дачу?"}],
+           [{"role": "user", "content": "во сколько встречаемся?"}, {"role": "assistant", "content": "в семь"},
+            {"role": "user", "content": "а где?"}]]
+TOKENS = 24
 
 
 @pytest.fixture(scope="module")
@@ -42,20 +48,40 @@ def test_models_lists_the_base_then_each_persona(client: openai.OpenAI, tiny_bas
     assert [model.id for model in client.models.list()] == [tiny_base_dir.name, "vse", "odin"]
 
 
-def test_each_persona_answers_as_its_adapter_alone_in_one_batch(client: openai.OpenAI,
-                                                                 personas: dict[str, Path]) -> None:
-    def ask(name: str) -> tuple[str, str]:
-        reply = client.chat.completions.create(model=name, messages=HELLO, temperature=0, max_tokens=8)
-        return reply.model, reply.choices[0].message.content
+def test_each_persona_answers_as_its_adapter_alone_in_one_batch(client: openai.OpenAI, personas: dict[str, Path],
+                                                                 tiny_base_dir: Path) -> None:
+    def ask(job: tuple[str, int]) -> tuple[str, int, str]:
+        name, prompt = job
+        reply = client.chat.completions.create(model=name, messages=PROMPTS[prompt], temperature=0,
+                                               max_tokens=TOKENS, extra_body={"min_tokens": TOKENS})
+        return reply.model, prompt, reply.choices[0].message.content
 
-    with ThreadPoolExecutor(4) as pool:  # concurrent: the 300 ms window puts them in one mixed batch
-        answers = list(pool.map(ask, ["vse", "odin", "vse", "odin"]))
-    assert [model for model, _ in answers] == ["vse", "odin", "vse", "odin"]
-    for name, path in personas.items():  # greedy: what the run alone, in-process, replies
-        alone = Generator.load(path)
-        params = alone.defaults.with_overrides(temperature=0.0, max_new_tokens=8)
-        [expected] = alone.generate([Row(alone.chat_prompt(HELLO, 8), params)])
-        assert {text for model, text in answers if model == name} == {expected.text}
+    names = [tiny_base_dir.name, *personas]
+    jobs = [(name, prompt) for prompt in range(len(PROMPTS)) for name in names]
+    with ThreadPoolExecutor(len(jobs)) as pool:  # concurrent: the 300 ms window puts them in one mixed batch
+        answers = list(pool.map(ask, jobs))
+    assert [model for model, _, _ in answers] == [name for name, _ in jobs]
+    served = {(model, prompt): text for model, prompt, text in answers}
+    # In-process on the service's path (`--dtype auto`); a forced 24-token reply of a barely trained model can
+    # still flip a late token between batch shapes, so each reply is judged by the reference it follows longer.
+    base = _greedy(Generator.load(str(tiny_base_dir), dtype="auto"))
+    for name, path in personas.items():
+        alone = _greedy(Generator.load(path, dtype="auto"))
+        assert alone != base, f"{name}'s adapter replies as the base does: the check below could not fail"
+        for prompt, (own, plain) in enumerate(zip(alone, base, strict=True)):
+            if own != plain:
+                reply = served[name, prompt]
+                assert _common_prefix(reply, own) > _common_prefix(reply, plain), (name, reply, own, plain)
+
+
+def _common_prefix(a: str, b: str) -> int:
+    return next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
+
+
+def _greedy(generator: Generator) -> list[str]:
+    params = generator.defaults.with_overrides(temperature=0.0, max_new_tokens=TOKENS, min_new_tokens=TOKENS)
+    return [done.text for done in generator.generate([Row(generator.chat_prompt(messages, TOKENS), params)
+                                                      for messages in PROMPTS])]
 
 
 def test_an_unknown_model_is_a_404_listing_the_known_ones(client: openai.OpenAI, tiny_base_dir: Path) -> None:

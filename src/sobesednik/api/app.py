@@ -78,11 +78,10 @@ def check_personas(settings: ApiSettings) -> None:
 def serve(settings: ApiSettings) -> None:
     """The `serve` stage: check the model path, set torch threads, run uvicorn until interrupted."""
     import logging
+    from pathlib import Path
 
     import torch
     import uvicorn
-
-    from pathlib import Path
 
     from sobesednik.modeling.load import check_model_source, is_run_dir, run_base
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -43,9 +42,7 @@ class Service:
         loop = asyncio.get_running_loop()
         try:
             if generator is None:
-                settings = self.settings
-                generator = await loop.run_in_executor(executor, functools.partial(
-                    Generator.load, settings.model, dtype=settings.dtype, quantize=settings.quantize))
+                generator = await loop.run_in_executor(executor, self._load)
             warmup = generator.defaults.with_overrides(max_new_tokens=1, temperature=0.0)
             prompt = generator.chat_prompt([{"role": "user", "content": "привет"}], 1)
             # One row per persona and the base, in one mixed batch: what every later batch does.
