@@ -68,18 +68,17 @@ def test_aten_cpu_capability_alone_takes_the_avx2_path() -> None:
     assert output.stdout.split() == ["avx2", "False"]
 
 
-@pytest.mark.parametrize(("dtype", "quantize", "adapter", "expected"), [
-    ("auto", "auto", False, ("float32", "int8", False)),  # int8 measured 3.2x float32 on an AVX2 EPYC
-    ("auto", "auto", True, ("float32", "none", False)),  # a RUN_DIR's unmerged LoRA cannot be quantized
-    ("bfloat16", "auto", False, ("bfloat16", "none", False)),  # asked for: plain bf16, never the packed kernel
-    ("float32", "none", False, ("float32", "none", False)),
+@pytest.mark.parametrize(("dtype", "quantize", "expected"), [
+    ("auto", "auto", ("float32", "int8", False)),  # int8 measured 3.2x float32 on an AVX2 EPYC
+    ("bfloat16", "auto", ("bfloat16", "none", False)),  # asked for: plain bf16, never the packed kernel
+    ("float32", "none", ("float32", "none", False)),
 ])
-def test_serving_path_on_avx2(force_cpu_class: Callable[[str], None], dtype: str, quantize: str, adapter: bool,
+def test_serving_path_on_avx2(force_cpu_class: Callable[[str], None], dtype: str, quantize: str,
                               expected: tuple[str, str, bool]) -> None:
     if probe().cpu_class in ("baseline", "arm64", "arm64_bf16"):
         pytest.skip(f"needs an x86 CPU with AVX2 to emulate the AVX2 class; this one is {probe().cpu_class}")
     force_cpu_class("avx2")
-    path = serving_path(dtype, quantize, adapter=adapter)
+    path = serving_path(dtype, quantize)
     assert (path.dtype, path.quantize, path.pack_bf16) == expected
 
 

@@ -135,14 +135,14 @@ def probe() -> Capabilities:
     return Capabilities(model, cpu_class, cuda, cuda and torch.cuda.is_bf16_supported(), onednn_bf16, int8)
 
 
-def serving_path(dtype: str, quantize: str, *, device: str = "cpu", adapter: bool = False) -> ServingPath:
+def serving_path(dtype: str, quantize: str, *, device: str = "cpu") -> ServingPath:
     """The dtype, quantisation and packing `serve` uses for a request of `dtype` / `quantize` (each may be `auto`).
 
     `auto` picks what measured fastest at the quality bar (docs/benchmarks.md, greedy top-1 agreement with
     float32 >= 0.95): native bf16 where the CPU or GPU has it; on a CPU without it, dynamic int8 (AVX2 EPYC,
-    16 users: 67.5 tokens/s against 20.8 for float32), float32 where int8 cannot run (no engine, or a RUN_DIR
-    whose LoRA layers stay unmerged: `adapter`). An explicit bfloat16 on a CPU without oneDNN's bf16 linear
-    runs plain, unpacked bf16 rather than fail.
+    16 users: 67.5 tokens/s against 20.8 for float32), float32 where int8 has no engine. Personas' base layers
+    take the same path as a plain model's (`optimize.py`). An explicit bfloat16 on a CPU without oneDNN's bf16
+    linear runs plain, unpacked bf16 rather than fail.
     """
     capabilities = probe()
     if device == "cuda":
@@ -152,9 +152,8 @@ def serving_path(dtype: str, quantize: str, *, device: str = "cpu", adapter: boo
     if dtype == "auto":
         dtype = "float32" if quantize == "int8" or not capabilities.native_bf16 else "bfloat16"
     if quantize == "auto":
-        int8_pays = dtype == "float32" and capabilities.int8 and not adapter
-        quantize = "int8" if int8_pays else "none"
-    pack = dtype == "bfloat16" and capabilities.onednn_bf16 and not adapter
+        quantize = "int8" if dtype == "float32" and capabilities.int8 else "none"
+    pack = dtype == "bfloat16" and capabilities.onednn_bf16
     return ServingPath(dtype, quantize, pack)
 
 

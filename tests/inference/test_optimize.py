@@ -111,11 +111,63 @@ def test_auto_on_avx2_quantizes_a_model_dir_to_int8(force_cpu_class: Callable[[s
     assert len(quantized) == 4 * model.config.n_layer + 1  # every projection and lm_head
 
 
-def test_auto_on_avx2_keeps_a_run_dir_in_float32(force_cpu_class: Callable[[str], None],
-                                                 trained_run_dir: Path) -> None:
+def _quantized_linears(model: torch.nn.Module) -> list[torch.nn.Module]:
+    return [module for module in model.modules() if type(module).__name__ == "Linear"
+            and type(module).__module__.startswith("torch.ao.nn.quantized")]
+
+
+def test_a_run_dir_is_merged_and_takes_the_plain_path(force_cpu_class: Callable[[str], None],
+                                                      trained_run_dir: Path) -> None:
+    """A RUN_DIR served alone is merged as it loads (what `export` writes), so int8 applies as to a MODEL_DIR."""
     force_cpu_class("avx2")
     model = Generator.load(trained_run_dir, dtype="auto", quantize="auto").model
-    assert next(model.parameters()).dtype == torch.float32
+    assert not any("lora" in name for name, _ in model.named_modules())
+    assert len(_quantized_linears(model)) == 4 * model.config.n_layer + 1
+
+
+def _persona_logits(model: torch.nn.Module, ids: torch.Tensor, names: list[str]) -> torch.Tensor:
+    with torch.inference_mode():
+        return model(input_ids=ids, adapter_names=names).logits.float()
+
+
+@pytest.fixture(scope="module")
+def persona_inputs(trained_run_dir: Path, speaker_run_dir: Path, tiny_base_dir: Path) -> tuple:
+    """Two adapters of one base in float32 (the reference), their paths, rows naming each, and their logits."""
+    from sobesednik.inference.adapters import BASE, load_personas
+
+    runs = {"all": trained_run_dir, "speaker": speaker_run_dir}
+    reference, tokenizer = load_personas(str(tiny_base_dir), runs)
+    prompt = tokenizer.encode("@@ПЕРВЫЙ@@ привет, как дела? что делаешь вечером @@ВТОРОЙ@@", add_special_tokens=False)
+    ids = torch.tensor([prompt] * 3)
+    names = ["all", "speaker", BASE]
+    return runs, ids, names, _persona_logits(reference, ids, names)
+
+
+def _lora_layers_stay_float(model: torch.nn.Module, dtype: torch.dtype) -> None:
+    loras = [module for name, module in model.named_modules() if ".lora_A." in name or ".lora_B." in name]
+    assert loras and all(type(module) is torch.nn.Linear and module.weight.dtype == dtype for module in loras)
+
+
+def test_personas_on_avx2_quantize_the_base_and_keep_lora_float(force_cpu_class: Callable[[str], None],
+                                                                tiny_base_dir: Path, persona_inputs: tuple) -> None:
+    runs, ids, names, expected = persona_inputs
+    force_cpu_class("avx2")
+    model = Generator.load_personas(str(tiny_base_dir), runs, dtype="auto", quantize="auto").model
+    n_layer = model.config.n_layer
+    assert len(_quantized_linears(model)) == 4 * n_layer + 1  # every frozen projection and lm_head
+    _lora_layers_stay_float(model, torch.float32)
+    got = _persona_logits(model, ids, names)
+    assert (got.argmax(-1) == expected.argmax(-1)).float().mean() >= 0.8  # the int8 bar of this module
+    assert not torch.allclose(got[0], got[1])  # each row still has its own adapter
+
+
+@needs_onednn_bf16
+def test_personas_in_bf16_pack_the_base_and_keep_the_logits(tiny_base_dir: Path, persona_inputs: tuple) -> None:
+    runs, ids, names, expected = persona_inputs
+    model = Generator.load_personas(str(tiny_base_dir), runs, dtype="bfloat16", quantize="none").model
+    assert sum(isinstance(module, PackedLinear) for module in model.modules()) == 4 * model.config.n_layer + 1
+    _lora_layers_stay_float(model, torch.bfloat16)
+    torch.testing.assert_close(_persona_logits(model, ids, names), expected, atol=0.1, rtol=0.05)
 
 
 @pytest.fixture(scope="module")
@@ -141,11 +193,6 @@ def test_reduced_precision_keeps_greedy_top1(agreement_inputs: tuple, exported_m
     agreement = top1_agreement(reference.model, candidate, sequences, prompt_lengths)
     print(f"greedy top-1 agreement of {dtype}/{quantize} with float32: {agreement:.3f}")
     assert agreement >= at_least
-
-
-def test_int8_of_a_run_dir_is_refused_with_the_fix(trained_run_dir: Path) -> None:
-    with pytest.raises(ConfigError, match="sobesednik export RUN_DIR"):
-        Generator.load(trained_run_dir, quantize="int8")
 
 
 def test_unknown_dtype_is_refused(generator: Generator) -> None:

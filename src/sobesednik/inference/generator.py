@@ -1,6 +1,6 @@
 """The Generator: OpenAI-style messages in, cleaned replies out, many requests decoded as one batch.
 
-It loads an exported MODEL_DIR or a RUN_DIR (base + LoRA adapter, unmerged), builds the prompt in the format
+It loads an exported MODEL_DIR or a RUN_DIR (base + LoRA adapter, merged as it loads), builds the prompt in the format
 its tokenizer carries (`modeling/formats.py`: the dialogue format or the base's native chat template; oldest
 turns dropped to fit the context window and the requested reply length), and decodes a batch of rows with its
 own loop over the KV cache (`kv_cache.py`): left padding, one sampling setting per row, and a row that has
@@ -123,10 +123,14 @@ class Generator:
     @classmethod
     def load(cls, path: str | Path, *, dtype: str = "float32", quantize: str = "none",
              max_resamples: int = MAX_RESAMPLES) -> Generator:
-        """Load a MODEL_DIR or RUN_DIR and make it fast for `dtype` / `quantize` (see `optimize.py`)."""
+        """Load a MODEL_DIR or RUN_DIR and make it fast for `dtype` / `quantize` (see `optimize.py`).
+
+        A RUN_DIR's adapter is merged into its base as it loads, as `export` does: unmerged LoRA layers cost a
+        quarter more per step (docs/benchmarks.md, "personas") and the merged model takes every fast path.
+        """
         from sobesednik.modeling.load import load_model
 
-        model, tokenizer = load_model(str(path))
+        model, tokenizer = load_model(str(path), merge=True)
         model = optimize_model(model, dtype=dtype, quantize=quantize)
         return cls(model, tokenizer, max_resamples=max_resamples)
 

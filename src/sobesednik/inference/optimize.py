@@ -1,9 +1,11 @@
 """Make a loaded model fast for inference on this machine: dtype, GPT-2 Conv1D → nn.Linear, dynamic int8.
 
 GPT-2 keeps its projections in `transformers`' `Conv1D` (an `addmm` over a transposed weight). oneDNN's fast
-bf16 kernels and torch's dynamic int8 quantization only take `nn.Linear`, so the plain-model paths convert
-every Conv1D to an equivalent `nn.Linear` first (same outputs up to float rounding). A RUN_DIR's `PeftModel`
-keeps its LoRA layers as they are: only a dtype cast and the GELU fusion apply there; export it for int8.
+bf16 kernels and torch's dynamic int8 quantization only take `nn.Linear`, so every Conv1D becomes an equivalent
+`nn.Linear` first (same outputs up to float rounding). Several personas on one base (a `PeftModel` holding
+many adapters) get the same path for the frozen base layers under their LoRA wrappers; what peft's own forward
+reads as weights (LoRA's A and B, trained token rows, fully trained modules) stays a plain float layer, so every
+adapter's delta is computed as trained. (A single RUN_DIR is merged when it loads, `Generator.load`.)
 
 Two more CPU wins, measured in `docs/benchmarks.md`: on bf16, every `nn.Linear` weight is re-laid out once
 into oneDNN's blocked format (`PackedLinear`), which a plain bf16 `nn.Linear` redoes on every call (the
@@ -32,11 +34,15 @@ QUANTIZE = ("auto", "none", "int8")
 
 
 def _replace_modules(model: nn.Module, replacement: Callable[[nn.Module], nn.Module | None]) -> int:
-    """Put `replacement(child)` in place of every submodule for which it is not None; return the count."""
+    """Put `replacement(child)` in place of every submodule for which it is not None; return the count.
+
+    Modules that peft reads as weights (`adapter_owned`) are left as they are.
+    """
+    owned = adapter_owned(model)
     replaced = 0
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
-            new = replacement(child)
+            new = None if id(child) in owned else replacement(child)
             if new is not None:
                 setattr(parent, name, new)
                 replaced += 1
@@ -98,10 +104,32 @@ def fuse_gelu(model: nn.Module) -> int:
                             if isinstance(child, NewGELUActivation) else None)
 
 
-def _is_peft(model: Any) -> bool:
-    from peft import PeftModel
+def adapter_owned(model: nn.Module) -> set[int]:
+    """`id`s of the modules of a `PeftModel` whose weights peft's forward reads itself: LoRA's A and B, trained
+    token rows and fully trained modules (with their frozen originals). Empty for a plain model."""
+    from peft.tuners.lora import LoraLayer
+    from peft.utils.other import ModulesToSaveWrapper, TrainableTokensWrapper
 
-    return isinstance(model, PeftModel)
+    owned: set[int] = set()
+    for module in model.modules():
+        if isinstance(module, ModulesToSaveWrapper | TrainableTokensWrapper):
+            owned.update(map(id, module.modules()))
+        elif isinstance(module, LoraLayer):
+            for name, child in module.named_children():
+                if name != "base_layer":
+                    owned.update(map(id, child.modules()))
+    return owned
+
+
+def quantize_int8(model: nn.Module) -> nn.Module:
+    """Every `nn.Linear` of `model` (but `adapter_owned` ones) as torch's dynamic int8 linear, in place.
+
+    In place: a copy would hold the float model twice while quantising. `lm_head` shares its weight with the
+    embedding; its quantized copy only serves the output projection.
+    """
+    owned = adapter_owned(model)
+    names = {name for name, module in model.named_modules() if type(module) is nn.Linear and id(module) not in owned}
+    return torch.ao.quantization.quantize_dynamic(model, names, dtype=torch.qint8, inplace=True)
 
 
 def optimize_model(model: Any, *, dtype: str = "float32", quantize: str = "none") -> Any:
@@ -111,19 +139,15 @@ def optimize_model(model: Any, *, dtype: str = "float32", quantize: str = "none"
         raise ConfigError(f"dtype {dtype!r} is not supported: use one of auto, {', '.join(DTYPES)}")
     if quantize not in QUANTIZE:
         raise ConfigError(f"quantize {quantize!r} is not supported: use one of {', '.join(QUANTIZE)}")
-    adapter = _is_peft(model)
     if quantize == "int8":
-        _check_int8(adapter, device, dtype)
-    path = serving_path(dtype, quantize, device=device, adapter=adapter)
+        _check_int8(device, dtype)
+    path = serving_path(dtype, quantize, device=device)
     logger.info("%s: serving %s", probe().describe(), path.describe())
     model.eval()
     fuse_gelu(model)
+    conv1d_to_linear(model)
     if path.quantize == "int8":
-        conv1d_to_linear(model)
-        # lm_head shares its weight with the embedding; the quantized copy only serves the output projection.
-        return torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8)
-    if not adapter:
-        conv1d_to_linear(model)
+        return quantize_int8(model)
     if path.dtype != "float32":
         model = model.to(DTYPES[path.dtype])
     if path.pack_bf16:
@@ -131,11 +155,8 @@ def optimize_model(model: Any, *, dtype: str = "float32", quantize: str = "none"
     return model
 
 
-def _check_int8(adapter: bool, device: str, dtype: str) -> None:
+def _check_int8(device: str, dtype: str) -> None:
     """Refuse an explicit `--quantize int8` where it cannot run, naming the fix."""
-    if adapter:
-        raise ConfigError("--quantize int8 needs a plain model, and this is a RUN_DIR (base + LoRA adapter): "
-                          "run `sobesednik export RUN_DIR --out MODEL_DIR` and serve MODEL_DIR")
     if device != "cpu" or dtype not in ("auto", "float32"):
         raise ConfigError("--quantize int8 is dynamic int8 for the CPU: use it with --dtype float32 on a CPU")
     if not probe().int8:

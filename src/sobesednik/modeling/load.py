@@ -206,10 +206,11 @@ def load_run(run_dir: Path, *, merge: bool = False) -> tuple[Any, PreTrainedToke
     return model, tokenizer
 
 
-def load_model(path: str) -> tuple[Any, PreTrainedTokenizerBase]:
-    """A RUN_DIR (base + adapter) or a MODEL_DIR / Hub id (plain model), ready for evaluation."""
+def load_model(path: str, *, merge: bool = False) -> tuple[Any, PreTrainedTokenizerBase]:
+    """A RUN_DIR (base + adapter; merged into one plain model with `merge=True`) or a MODEL_DIR / Hub id (plain
+    model), ready for evaluation."""
     if is_run_dir(Path(path)):
-        return load_run(Path(path))
+        return load_run(Path(path), merge=merge)
     model, tokenizer, _ = load_base(path)
     model.eval()
     return model, tokenizer
