@@ -18,6 +18,7 @@ from sobesednik.hardware import probe
 from sobesednik.inference.generator import Generator, Row
 from sobesednik.inference.optimize import (
     PackedLinear,
+    TanhGelu,
     conv1d_to_linear,
     fuse_gelu,
     optimize_model,
@@ -53,6 +54,17 @@ def test_fused_gelu_keeps_the_logits(generator: Generator, tiny_model_dir: Path)
     with torch.inference_mode():
         torch.testing.assert_close(fused(input_ids=_prompt_ids(generator)).logits,
                                    original(input_ids=_prompt_ids(generator)).logits)
+
+
+@pytest.mark.parametrize(("shape", "dtype"), [((1, 1, 4096), torch.float32), ((16, 1, 4096), torch.float32),
+                                             ((2, 9, 4096), torch.float32), ((16, 1, 4096), torch.bfloat16)])
+def test_tanh_gelu_is_gpt2s_gelu_on_both_kernels(shape: tuple[int, ...], dtype: torch.dtype) -> None:
+    from transformers.activations import NewGELUActivation
+
+    hidden = (torch.randn(shape, generator=torch.Generator().manual_seed(0)) * 3).to(dtype)
+    expected = NewGELUActivation()(hidden.float())
+    torch.testing.assert_close(TanhGelu()(hidden).float(), expected, **({} if dtype == torch.float32 else
+                                                                       {"atol": 0.02, "rtol": 0.01}))
 
 
 @needs_onednn_bf16

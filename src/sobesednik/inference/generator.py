@@ -278,7 +278,7 @@ class Generator:
         ban_repeated_ngrams(logits, [row.request.prompt + row.tokens for row in rows],
                             [p.no_repeat_ngram_size for p in params], exempt=stop_ids)
         held = [i for i, row in enumerate(rows) if len(row.tokens) < row.request.params.min_new_tokens]
-        if held:  # one indexed write for every row whose reply may not end yet
+        if held and stop_ids:  # one indexed write for every row whose reply may not end yet
             logits[torch.tensor(held).unsqueeze(1), torch.tensor(stop_ids)] = float("-inf")
         chosen = sample_next(logits, params, [row.rng for row in rows]).tolist()
         going = [self._step(row, token) for row, token in zip(rows, chosen, strict=True)]
