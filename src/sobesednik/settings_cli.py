@@ -137,6 +137,8 @@ def _typer_parameter(name: str, info: FieldInfo) -> dict[str, Any]:
         option = typer.Option(default, declaration, help=info.description)
     else:
         metavar = f"[{'|'.join(choices)}]" if choices else None
+        if typing.get_origin(kind) is list:  # a repeatable flag takes one item each time: name the item's type
+            metavar = f"<{typing.get_args(kind)[0].__name__.lower()}>"
         option = typer.Option(default, flag_name(name), help=info.description, metavar=metavar)
     return {"annotation": typing.Optional[kind], "default": option}  # noqa: UP045  # typer reads Optional
 
