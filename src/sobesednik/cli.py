@@ -26,6 +26,7 @@ from sobesednik.chat import ChatSettings
 from sobesednik.data.settings import PrepareSettings
 from sobesednik.demo import DemoSettings
 from sobesednik.errors import SobesednikError
+from sobesednik.quiet import quiet_libraries
 from sobesednik.settings_cli import Given, settings_command
 from sobesednik.training.settings import (
     EvaluateSettings,
@@ -100,6 +101,8 @@ def tiny_model_command(given: Given[TinyModelSettings]) -> None:
     """Build a tiny offline base model (tokenizer + small GPT-2, Llama or Qwen2) from a prepared dataset's text."""
     from sobesednik.training.pretrain import build_tiny_base
 
+    quiet_libraries()
+
     result = build_tiny_base(given.settings())
     loss = f", final LM loss {result.final_loss:.3f}" if result.final_loss is not None else ""
     typer.echo(f"tiny model written to {result.model_dir} ({result.pretrain_steps} pretraining steps{loss})")
@@ -112,6 +115,8 @@ def train_command(
 ) -> None:
     """LoRA-fine-tune a base model on a prepared dataset (accelerate launch / torchrun for several processes)."""
     from sobesednik.training.train import train
+
+    quiet_libraries()
 
     result = train(given.settings(under=read_config_file(config) if config else None))
     best = f", best valid loss {result.best_valid_loss:.4f}" if result.best_valid_loss is not None else ""
@@ -126,6 +131,8 @@ def evaluate_command(given: Given[EvaluateSettings]) -> None:
     """Reply loss and perplexity, and style statistics of sampled replies against the real ones."""
     from sobesednik.training.evaluate import evaluate, format_report
 
+    quiet_libraries()
+
     typer.echo(format_report(evaluate(given.settings())))
 
 
@@ -133,6 +140,8 @@ def evaluate_command(given: Given[EvaluateSettings]) -> None:
 def export_command(given: Given[ExportSettings]) -> None:
     """Merge a run's LoRA into its base: a plain HF model dir with chat template and generation config."""
     from sobesednik.training.export import export
+
+    quiet_libraries()
 
     result = export(given.settings())
     typer.echo(f"merged model ({result.parameters:,} parameters) written to {result.model_dir}")

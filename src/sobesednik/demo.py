@@ -67,18 +67,6 @@ class DemoPaths:
                    model=out / "models" / "demo")
 
 
-def quiet_libraries() -> None:
-    """One progress display per stage (the demo's own): no library progress bars, warnings or info logs."""
-    import warnings
-
-    import transformers
-
-    transformers.logging.set_verbosity_error()  # also turns Trainer's tqdm off (disable_tqdm follows it)
-    transformers.logging.disable_progress_bar()  # "Loading weights", "Writing model shards"
-    # transformers' own deprecation notices (`is_gradient_checkpointing`, raised inside peft/Trainer calls)
-    warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\.")
-
-
 @contextmanager
 def _stage(console: Console, title: str) -> Iterator[None]:
     console.rule(title)
@@ -90,6 +78,7 @@ def demo(settings: DemoSettings, console: Console | None = None) -> DemoPaths:
     """Run every stage on the sample and print the chat; returns where the artefacts are."""
     from sobesednik.data.prepare import prepare
     from sobesednik.data.settings import PrepareSettings
+    from sobesednik.quiet import quiet_libraries
     from sobesednik.supervisor import run_service
     from sobesednik.training.export import export
     from sobesednik.training.pretrain import build_tiny_base
@@ -116,7 +105,7 @@ def demo(settings: DemoSettings, console: Console | None = None) -> DemoPaths:
     console.print(f"base model: {base.model_dir}/ ({base.pretrain_steps} pretraining steps on every speaker)")
 
     with _stage(console, f"3/6 train: LoRA on {settings.speaker}'s replies"):
-        result = train(TrainSettings(data=paths.data, base=str(paths.base), out=paths.run,
+        result = train(TrainSettings(data=paths.data, base=str(paths.base), out=paths.run, progress=False,
                                      **({"max_steps": settings.train_steps} if settings.train_steps else {})))
     console.print(f"adapter: {result.adapter_dir}/ ({result.steps} steps, best valid loss "
                   f"{result.best_valid_loss:.3f})")

@@ -169,3 +169,18 @@ def test_run_on_a_dataset_without_one_target_still_says_why_fidelity_is_missing(
     report = json.loads((trained_run_dir / "fidelity.json").read_text(encoding="utf-8"))
     assert report["target"] is None and "prepare with --speaker NAME" in report["unavailable"]
     assert report["after"]["fidelity"] is None and 0 <= report["after"]["stop_rate"] <= 1
+
+
+def test_the_command_draws_one_bar_and_no_library_noise(tmp_path: Path, prepared_data_dir: Path, tiny_base_dir: Path):
+    """`sobesednik train` in a terminal: the step bar (evaluations draw none of their own), no warnings or logs."""
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "sobesednik", "train", "--data", str(prepared_data_dir), "--base",
+               str(tiny_base_dir), "--out", str(tmp_path / "run"), "--max-steps", "4", "--eval-steps", "2",
+               "--samples", "0", "--fidelity-samples", "0", "--max-length", "128"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, check=True)
+    lines = [line for line in result.stderr.replace("\r", "\n").splitlines() if line.strip()]
+    assert lines and all("it/s" in line or "s/it" in line for line in lines), lines  # bar updates only
+    assert sum(line.lstrip().startswith("0%|") for line in lines) == 1, lines  # one bar, started once
+    assert "eval_loss=" in lines[-1]

@@ -89,6 +89,7 @@ class TrainSettings(BaseSettings):
     logging_steps: int = Field(10, ge=1, description="log the train loss every N optimizer steps")
     samples: int = Field(10, ge=0, description="valid contexts answered before/after training in samples.md")
     resume: bool = Field(False, description="continue from the last checkpoint in --out")
+    progress: bool = Field(True, description="a progress bar on stderr: steps, time left, the latest losses")
     load_in_4bit: bool = Field(False, description="QLoRA (bitsandbytes NF4); CUDA only")
     seed: int = Field(42, description="seeds weights of LoRA, shuffling and dropout: the same seed gives the same run")
     fidelity_samples: int = Field(32, ge=0, description=(

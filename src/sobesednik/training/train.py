@@ -112,6 +112,7 @@ def _training_arguments(settings: TrainSettings, precision: str) -> Any:
         remove_unused_columns=False,
         dataloader_pin_memory=torch.cuda.is_available(),
         report_to="none",
+        disable_tqdm=not settings.progress,
         seed=settings.seed,
         data_seed=settings.seed,
     )
@@ -182,11 +183,29 @@ def _metrics_callback(path: Path) -> Any:
     return MetricsCallback()
 
 
+def _training_bar() -> Any:
+    from transformers import ProgressCallback
+
+    class TrainingBar(ProgressCallback):
+        """Trainer's bar as the stage's one display: the latest losses on the bar rather than a dict printed under it
+        per log (metrics.jsonl holds them), and no second bar for each evaluation, which runs within a step."""
+
+        def on_prediction_step(self, *args: Any, **kwargs: Any) -> None:
+            pass
+
+        def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kwargs: Any) -> None:
+            shown = {key: f"{value:.4g}" for key, value in (logs or {}).items() if key in ("loss", "eval_loss")}
+            if state.is_world_process_zero and self.training_bar is not None and shown:
+                self.training_bar.set_postfix(shown, refresh=False)
+
+    return TrainingBar()
+
+
 def train(settings: TrainSettings) -> TrainResult:
     """Run the stage; returns where the adapter went and what it reached."""
     import torch
     import yaml
-    from transformers import EarlyStoppingCallback, PrinterCallback, Trainer, set_seed
+    from transformers import EarlyStoppingCallback, PrinterCallback, ProgressCallback, Trainer, set_seed
 
     from sobesednik.hardware import probe
 
@@ -231,6 +250,8 @@ def train(settings: TrainSettings) -> TrainResult:
     # Without a progress bar (quiet logging: the demo, scripts) Trainer prints every log dict instead;
     # metrics.jsonl already holds them.
     trainer.remove_callback(PrinterCallback)
+    if trainer.pop_callback(ProgressCallback) is not None:
+        trainer.add_callback(_training_bar())
     main = trainer.is_world_process_zero()
     if main:
         settings.out.mkdir(parents=True, exist_ok=True)
