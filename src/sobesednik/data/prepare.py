@@ -86,7 +86,7 @@ class _Spool:
 
 
 def _sample_sink(settings: PrepareSettings, stats: Stats, spool: _Spool) -> Callable[[Candidate], None]:
-    dedup = Deduplicator()
+    is_duplicate = Deduplicator().is_duplicate
     min_chars, max_chars = settings.min_chars, settings.max_chars
     dumps, newline = orjson.dumps, orjson.OPT_APPEND_NEWLINE
     text_of = itemgetter(1)
@@ -109,12 +109,16 @@ def _sample_sink(settings: PrepareSettings, stats: Stats, spool: _Spool) -> Call
         if reason is not None:
             stats.dropped[reason] += 1
             return
-        if dedup.is_duplicate((*map(text_of, context), reply)):
+        if is_duplicate((*map(text_of, context), reply)):
             stats.dropped["duplicate"] += 1
             return
-        messages = [{"role": role, "content": text} for role, text, _ in context]
+        # One loop rather than two comprehensions: in Python 3.11 each comprehension is a function call.
+        messages = []
+        ids: list[int] = []
+        for role, text, turn_ids in context:
+            messages.append({"role": role, "content": text})
+            ids += turn_ids
         messages.append({"role": "assistant", "content": reply})
-        ids = [message_id for _, _, turn_ids in context for message_id in turn_ids]
         ids += candidate.reply_ids
         meta = {"chat_id": candidate.chat_id, "thread": candidate.thread, "message_ids": ids, "date": candidate.date}
         author = candidate.author
