@@ -11,6 +11,7 @@ import pytest
 from sobesednik.data import fast_path
 from sobesednik.data import telegram_export as telegram_export_module
 from sobesednik.data.fast_path import NotFast
+from sobesednik.data.raw_message import UNSET, raw_item
 from sobesednik.data.telegram_export import ExportStream
 from sobesednik.errors import ExportFormatError
 
@@ -247,3 +248,24 @@ def test_one_message_longer_than_the_pending_bound_stays_fast_and_many_uncuttabl
     monkeypatch.setattr(ExportStream, "_ijson", lambda *args: fell_back.append(1) or real_ijson(*args))
     pairs, _ = _read(uncuttable)
     assert fell_back and [raw.id for _, raw in pairs] == list(range(1, 200))
+
+
+def test_odd_items_decode_alike_on_both_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The typed decoding keeps what the normaliser tells apart: items that are not objects, null against an
+    absent `from`, integer ids, entity lists, a null `forwarded_from`; the ijson fallback gives the same."""
+    absent_from = msg(4, "user2", "без имени")
+    del absent_from["from"]
+    messages = [msg(1, "user1", "привет"), 5, "строка", [1, {"id": 2}], None, msg(2, None, "удалён"),
+                msg(3, 7, ["жирный ", {"type": "bold", "text": "текст"}], forwarded_from=None), absent_from]
+    path = tmp_path / "result.json"
+    path.write_bytes(EXPORT_LAYOUTS["lines"]({"name": "Чат", "type": "personal_chat", "id": 1,
+                                               "messages": messages}))
+    expected = _read_with_ijson(path, monkeypatch)
+    _forbid_ijson(monkeypatch)
+    pairs, sha256 = _read(path)
+    assert (pairs, sha256) == expected
+    raws = [raw for _, raw in pairs]
+    assert raws == [raw_item(message) for message in messages]
+    assert raws[1:5] == [5, "строка", [1, {"id": 2}], None]
+    assert (raws[5].from_, raws[7].from_) == (None, UNSET)  # a deleted account, and no `from` at all
+    assert raws[6].forwarded_from is None and raws[6].from_id == 7

@@ -8,7 +8,7 @@ Events: `("chat", ChatInfo, selected)` when a chat starts, `("message", Message)
 `reply_to_message_id` of a skipped forward, which ends a conversation), `("end", stream_index, sha256)` when a
 file is read to its end.
 
-Parsing and normalising (orjson or ijson + `normalise_message`) take a third of `prepare`'s CPU time, the dialogue
+Parsing and normalising (msgspec or ijson + `normalise_message`) take a third of `prepare`'s CPU time, the dialogue
 builder and the writer the rest, so with `parallel=True` a forked worker parses while the main process builds;
 batches of events cross a pipe (pickled, ~15% extra CPU). That pays off when a second core is free; on a box
 whose cores are already busy, or on one core, it does not (docs/benchmarks.md has both measurements), so

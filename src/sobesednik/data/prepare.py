@@ -39,7 +39,7 @@ from sobesednik.errors import ConfigError, DatasetError, ExportFormatError
 
 _PROGRESS_MIN_BYTES = 8 << 20  # smaller inputs finish before a bar would be worth drawing
 _PARALLEL_MIN_BYTES = 8 << 20  # below this, starting the reader process costs more than it saves
-# The reader process pays only on a second idle core: with the orjson fast path the builder is the bottleneck, and
+# The reader process pays only on a second idle core: with the fast path the builder is the bottleneck, and
 # on one core (taskset -c 0, a one-CPU container) or a busy box the two processes only share time and add the
 # pipe's pickling (docs/benchmarks.md: 200,000 messages on a loaded 2-core box, 6.7-7.2 s CPU in one process vs
 # 6.9-8.6 s forked). "Idle" is the cores this process may use minus the 1-minute load average.
@@ -86,7 +86,7 @@ class _Spool:
 
 
 def _sample_sink(settings: PrepareSettings, stats: Stats, spool: _Spool) -> Callable[[Candidate], None]:
-    is_duplicate = Deduplicator().is_duplicate
+    dedup = Deduplicator()
     min_chars, max_chars = settings.min_chars, settings.max_chars
     dumps, newline = orjson.dumps, orjson.OPT_APPEND_NEWLINE
     text_of = itemgetter(1)
@@ -109,16 +109,12 @@ def _sample_sink(settings: PrepareSettings, stats: Stats, spool: _Spool) -> Call
         if reason is not None:
             stats.dropped[reason] += 1
             return
-        if is_duplicate((*map(text_of, context), reply)):
+        if dedup.is_duplicate((*map(text_of, context), reply)):
             stats.dropped["duplicate"] += 1
             return
-        # One loop rather than two comprehensions: in Python 3.11 each comprehension is a function call.
-        messages = []
-        ids: list[int] = []
-        for role, text, turn_ids in context:
-            messages.append({"role": role, "content": text})
-            ids += turn_ids
+        messages = [{"role": role, "content": text} for role, text, _ in context]
         messages.append({"role": "assistant", "content": reply})
+        ids = [message_id for _, _, turn_ids in context for message_id in turn_ids]
         ids += candidate.reply_ids
         meta = {"chat_id": candidate.chat_id, "thread": candidate.thread, "message_ids": ids, "date": candidate.date}
         author = candidate.author
