@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from sobesednik.data import fast_path
 from sobesednik.data import telegram_export as telegram_export_module
 from sobesednik.data.fast_path import NotFast
+from sobesednik.data.raw_message import UNSET, raw_item
 from sobesednik.data.telegram_export import ExportStream
 from sobesednik.errors import ExportFormatError
 
@@ -94,7 +96,7 @@ def test_generated_export_equals_ijson_at_any_chunk_size(tmp_path: Path, monkeyp
     expected = _read_with_ijson(path, monkeypatch)
     _forbid_ijson(monkeypatch)
     assert _read(path) == expected
-    assert expected[0][0][1]["text"] == 'строка с "кавычками" и \x0b и }\n  }'
+    assert expected[0][0][1].text == 'строка с "кавычками" и \x0b и }\n  }'
 
 
 @pytest.mark.parametrize("chunk", [64, 1 << 20])
@@ -108,7 +110,7 @@ def test_every_layout_takes_the_fast_path_and_equals_ijson(tmp_path: Path, monke
     _forbid_ijson(monkeypatch)
     pairs, sha256 = _read(path)
     assert (pairs, sha256) == expected
-    wanted = [(chat.id, raw["id"]) for chat, raw in pairs if chat.id == 42]
+    wanted = [(chat.id, raw.id) for chat, raw in pairs if chat.id == 42]
     assert wanted == [(42, index) for index in range(1, 301)]
     if layout.startswith("account"):  # the other chats, in order; the left chat is not read
         assert [chat.id for chat, _ in pairs if chat.id != 42] == [7, 7]
@@ -134,7 +136,7 @@ def test_broken_files_fail_with_the_ijson_error_and_no_message_twice(tmp_path: P
         ids: list[int] = []
         with pytest.raises(ExportFormatError) as error:
             for _, raw in ExportStream(path):
-                ids.append(raw["id"])
+                ids.append(raw.id)
         return ids, str(error.value)
 
     fast_ids, fast_error = collect()
@@ -150,27 +152,27 @@ def test_progress_counts_each_byte_once_when_falling_back(tmp_path: Path, monkey
                                                           where: str):
     monkeypatch.setattr(telegram_export_module, "_CHUNK", 4096)
     chat = _generated_chat(300)
-    loads = fast_path.orjson.loads
+    decode = fast_path.decode_messages
     calls: list[bytes] = []
 
     def count(data: bytes) -> object:
         calls.append(data)
-        return loads(data)
+        return decode(data)
 
     with monkeypatch.context() as patch:  # how many parses a fast read takes
-        patch.setattr(fast_path.orjson, "loads", count)
+        patch.setattr(fast_path, "decode_messages", count)
         path = tmp_path / "result.json"
         path.write_bytes(_telegram_layout(chat))
         list(ExportStream(path))
     refused = 6 if where == "middle" else len(calls) - 1
     seen = iter(range(len(calls) * 2))
 
-    def refuse(data: bytes) -> object:  # a parse error at its first byte, as in a broken message
+    def refuse(data: bytes) -> object:  # a decode error, as in a broken message
         if next(seen) == refused:
-            raise fast_path.orjson.JSONDecodeError("refused", "", 0)
-        return loads(data)
+            raise msgspec.DecodeError("refused")
+        return decode(data)
 
-    monkeypatch.setattr(fast_path.orjson, "loads", refuse)
+    monkeypatch.setattr(fast_path, "decode_messages", refuse)
     path = tmp_path / "result.json"
     path.write_bytes(_telegram_layout(chat))
 
@@ -208,19 +210,19 @@ def test_falling_back_in_the_middle_of_a_chat_keeps_it_one_chat(tmp_path: Path, 
     monkeypatch.setattr(telegram_export_module, "_CHUNK", 4096)
     path = tmp_path / "result.json"
     path.write_bytes(LAYOUTS["account"](_generated_chat(300)))
-    loads = fast_path.orjson.loads
+    decode = fast_path.decode_messages
 
-    def refuse_the_middle(data: bytes | str) -> object:  # the batch with message 150 of chat 42, at its first byte
-        if '"id": 150,' in (data if isinstance(data, str) else data.decode()):
-            raise fast_path.orjson.JSONDecodeError("refused", "", 0)
-        return loads(data)
+    def refuse_the_middle(data: bytes) -> object:  # the batch with message 150 of chat 42
+        if b'"id": 150,' in data:
+            raise msgspec.DecodeError("refused")
+        return decode(data)
 
-    monkeypatch.setattr(fast_path.orjson, "loads", refuse_the_middle)
+    monkeypatch.setattr(fast_path, "decode_messages", refuse_the_middle)
     pairs = list(ExportStream(path))
     starts = [chat.id for (chat, _), previous in zip(pairs, [None, *pairs], strict=False)
               if previous is None or chat is not previous[0]]
     assert starts == [7, 42, 7]  # the reader starts a chat on each new chat object: the fall-back made none
-    assert [raw["id"] for chat, raw in pairs if chat.id == 42] == list(range(1, 301))
+    assert [raw.id for chat, raw in pairs if chat.id == 42] == list(range(1, 301))
 
 
 def test_one_message_longer_than_the_pending_bound_stays_fast_and_many_uncuttable_ones_fall_back(
@@ -245,4 +247,25 @@ def test_one_message_longer_than_the_pending_bound_stays_fast_and_many_uncuttabl
     real_ijson = ExportStream._ijson
     monkeypatch.setattr(ExportStream, "_ijson", lambda *args: fell_back.append(1) or real_ijson(*args))
     pairs, _ = _read(uncuttable)
-    assert fell_back and [raw["id"] for _, raw in pairs] == list(range(1, 200))
+    assert fell_back and [raw.id for _, raw in pairs] == list(range(1, 200))
+
+
+def test_odd_items_decode_alike_on_both_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The typed decoding keeps what the normaliser tells apart: items that are not objects, null against an
+    absent `from`, integer ids, entity lists, a null `forwarded_from`; the ijson fallback gives the same."""
+    absent_from = msg(4, "user2", "без имени")
+    del absent_from["from"]
+    messages = [msg(1, "user1", "привет"), 5, "строка", [1, {"id": 2}], None, msg(2, None, "удалён"),
+                msg(3, 7, ["жирный ", {"type": "bold", "text": "текст"}], forwarded_from=None), absent_from]
+    path = tmp_path / "result.json"
+    path.write_bytes(EXPORT_LAYOUTS["lines"]({"name": "Чат", "type": "personal_chat", "id": 1,
+                                               "messages": messages}))
+    expected = _read_with_ijson(path, monkeypatch)
+    _forbid_ijson(monkeypatch)
+    pairs, sha256 = _read(path)
+    assert (pairs, sha256) == expected
+    raws = [raw for _, raw in pairs]
+    assert raws == [raw_item(message) for message in messages]
+    assert raws[1:5] == [5, "строка", [1, {"id": 2}], None]
+    assert (raws[5].from_, raws[7].from_) == (None, UNSET)  # a deleted account, and no `from` at all
+    assert raws[6].forwarded_from is None and raws[6].from_id == 7

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -11,14 +12,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sobesednik.data import telegram_export as telegram_export_module
+from sobesednik.data.raw_message import raw_item
 from sobesednik.data.telegram_export import ExportStream, normalise_message, normalise_whitespace, visible_text
 
 from .exports import msg, service
 
 
-def _normalise(raw: dict, **flags: bool) -> object:
+def _normalise(raw: object, **flags: bool) -> object:
+    """`normalise_message` of a message written as a dict, decoded as the reader decodes it."""
     options = {"mask_pii": False, "keep_forwarded": False, "keep_via_bot": False, **flags}
-    return normalise_message(raw, Counter(), last_date=0, **options)
+    return normalise_message(raw_item(raw), Counter(), last_date=0, **options)
 
 
 def test_x_escapes_are_rewritten_even_across_chunk_boundaries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
@@ -28,7 +31,7 @@ def test_x_escapes_are_rewritten_even_across_chunk_boundaries(tmp_path: Path, mo
     path.write_bytes(b'{"name": "c", "id": 1, "messages": [{"id": 1, "type": "message", '
                      b'"text": "a\\x0bb \\\\x41 \\\\\\x0cc \\u0442"}]}')
     [(_, raw)] = list(ExportStream(path))
-    assert raw["text"] == "a\x0bb \\x41 \\\x0cc т"
+    assert raw.text == "a\x0bb \\x41 \\\x0cc т"
 
 
 def test_bom_is_skipped_and_sha256_covers_the_raw_file(tmp_path: Path):
@@ -36,7 +39,7 @@ def test_bom_is_skipped_and_sha256_covers_the_raw_file(tmp_path: Path):
     path.write_bytes(b"\xef\xbb\xbf" + json.dumps({"name": "c", "id": 7, "messages": [msg(1, "user1", "hi")]}).encode())
     stream = ExportStream(path)
     [(chat, raw)] = list(stream)
-    assert (chat.name, chat.id, raw["text"]) == ("c", 7, "hi")
+    assert (chat.name, chat.id, raw.text) == ("c", 7, "hi")
     import hashlib
 
     assert stream.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
@@ -52,7 +55,7 @@ def test_full_account_export_yields_messages_with_their_chat(tmp_path: Path):
                "left_chats": {"list": [{"name": "Старый", "id": 3, "messages": [msg(1, "user4", "нет")]}]}}
     path.write_text(json.dumps(account, ensure_ascii=False), encoding="utf-8")
     stream = ExportStream(path)
-    pairs = [(chat.name, chat.id, raw["text"]) for chat, raw in stream]
+    pairs = [(chat.name, chat.id, raw.text) for chat, raw in stream]
     assert stream.layout == "account"
     assert pairs == [("Дача", 1, "раз"), ("Работа", 2, "два"), ("Работа", 2, [{"type": "bold", "text": "три"}])]
 
@@ -79,6 +82,18 @@ _spaced = st.lists(st.sampled_from(["ab", "в", "ё😀", " ", "  ", "\t", "\n",
 @given(text=_spaced, keep=st.integers(1, 40))
 def test_the_cut_while_reading_is_the_start_of_the_whole_normalised_text(text, keep):
     assert normalise_whitespace(text, keep) == normalise_whitespace(text)[:keep]
+
+
+@given(text=_spaced)
+def test_a_message_text_is_normalised_as_normalise_whitespace_does(text):
+    message = _normalise(msg(1, "user1", text))
+    assert (message if isinstance(message, str) else message.text) in ("empty_text", normalise_whitespace(text))
+
+
+def test_every_whitespace_character_but_the_space_is_unprintable():
+    """What lets `normalise_message` take a printable text without a double, leading or trailing space as is."""
+    whitespace = [chr(code) for code in range(sys.maxunicode + 1) if chr(code).isspace()]
+    assert [char for char in whitespace if char.isprintable()] == [" "]
 
 
 @pytest.mark.parametrize(("raw", "reason"), [
@@ -112,5 +127,5 @@ def test_date_falls_back_to_iso_date_then_to_the_previous_message():
     del raw["date_unixtime"]
     assert _normalise(raw).date > 0
     del raw["date"]
-    assert normalise_message(raw, Counter(), mask_pii=False, keep_forwarded=False, keep_via_bot=False,
+    assert normalise_message(raw_item(raw), Counter(), mask_pii=False, keep_forwarded=False, keep_via_bot=False,
                              last_date=123).date == 123

@@ -8,7 +8,7 @@ Events: `("chat", ChatInfo, selected)` when a chat starts, `("message", Message)
 `reply_to_message_id` of a skipped forward, which ends a conversation), `("end", stream_index, sha256)` when a
 file is read to its end.
 
-Parsing and normalising (orjson or ijson + `normalise_message`) take a third of `prepare`'s CPU time, the dialogue
+Parsing and normalising (msgspec or ijson + `normalise_message`) take a third of `prepare`'s CPU time, the dialogue
 builder and the writer the rest, so with `parallel=True` a forked worker parses while the main process builds;
 batches of events cross a pipe (pickled, ~15% extra CPU). That pays off when a second core is free; on a box
 whose cores are already busy, or on one core, it does not (docs/benchmarks.md has both measurements), so
@@ -50,25 +50,27 @@ def _events(streams: list[ExportStream], settings: PrepareSettings, quirks: Coun
         current: ChatInfo | None = None
         selected = False
         last_date = 0
-        for chat, raw in stream:
+        for chat, raws in stream.batches():
             if chat is not current:
                 current, selected = chat, _chat_selected(chat, settings.chat)
                 yield ("chat", chat, selected)
             if not selected:
-                yield ("skip", "chat_not_selected", None)
+                for _ in raws:
+                    yield ("skip", "chat_not_selected", None)
                 continue
-            message = normalise_message(raw, quirks, mask_pii=mask_pii, keep_forwarded=keep_forwarded,
-                                        keep_via_bot=keep_via_bot, last_date=last_date, keep=keep)
-            if type(message) is str:
-                extra = None
-                if message == "service" and raw.get("action") == "topic_created":
-                    extra = raw.get("id")
-                elif message in ("forwarded", "via_bot"):
-                    extra = raw.get("reply_to_message_id")
-                yield ("skip", message, extra)
-                continue
-            last_date = message.date
-            yield ("message", message)
+            for raw in raws:
+                message = normalise_message(raw, quirks, mask_pii=mask_pii, keep_forwarded=keep_forwarded,
+                                            keep_via_bot=keep_via_bot, last_date=last_date, keep=keep)
+                if type(message) is str:
+                    extra = None
+                    if message == "service" and raw.action == "topic_created":
+                        extra = raw.id
+                    elif message in ("forwarded", "via_bot"):
+                        extra = raw.reply_to_message_id
+                    yield ("skip", message, extra)
+                    continue
+                last_date = message.date
+                yield ("message", message)
         yield ("end", index, stream.sha256)
 
 

@@ -1,7 +1,8 @@
-"""The orjson fast path of `export`: every chat's `messages` array cut at message ends and parsed a chunk at a time.
+"""The fast path of `export`: every chat's `messages` array cut at message ends and decoded a chunk at a time.
 
-    for chat, raw in fast_messages(read, wanted="", chat_of=lambda meta: chat_info):
-        ...   # raises NotFast on anything it cannot vouch for; telegram_export.py then re-reads with ijson
+    for chat, raws in fast_messages(read, wanted="", chat_of=lambda meta: chat_info):
+        ...   # a chunk's messages at a time; raises NotFast on anything it cannot vouch for, and
+              # telegram_export.py then re-reads with ijson
 
 Layout-independent: indent 1 (Telegram Desktop), indent 4, one compact object per line and one minified line all
 go through the same code. Two parsers share the work:
@@ -11,14 +12,15 @@ go through the same code. Two parsers share the work:
   key of a chat object from the same bytes elsewhere, and what checks the file around the arrays;
 - inside an array, the bytes between two messages look the same all through a file (`},\\n  {\\n   "id"` in
   Telegram's layout, `},{"id"` minified): learned from the first two messages, found with `bytes.rfind`, they
-  give a cut after the last message end of each ~1 MB chunk, and `orjson.loads("[" + chunk[:cut] + "]")` parses
-  the messages before it. A cut that lands inside a string or a nested object (a text that quotes JSON) leaves
-  unbalanced brackets and fails to parse, so the cut before it is tried; a parse that ends before the cut
-  ("unexpected content after document") found the array's closing `]`. What is given is thus exactly what ijson
-  gives, and anything else (a syntax error, a truncated file, an odd layout) raises `NotFast`.
+  give a cut after the last message end of each ~1 MB chunk, and msgspec decodes `"[" + chunk[:cut] + "]"` into
+  `RawMessage`s (raw_message.py: only the fields prepare reads are built). A cut that lands inside a string or a
+  nested object (a text that quotes JSON) leaves unbalanced brackets and fails to parse, so the cut before it is
+  tried; when msgspec refuses a chunk, orjson parses it again to say why in terms this path reads: a parse that
+  ends before the cut ("unexpected content after document") found the array's closing `]`. What is given is thus
+  exactly what ijson gives, and anything else (a syntax error, a truncated file, an odd layout) raises `NotFast`.
 
-Known difference: an integer beyond 64 bits, which ijson refuses ("integer overflow"), orjson reads (as a float
-when it is beyond 2**64) instead of failing the file.
+Known difference: an integer beyond 64 bits, which ijson refuses ("integer overflow"), msgspec reads as an int
+instead of failing the file.
 """
 
 from __future__ import annotations
@@ -28,9 +30,11 @@ from collections.abc import Callable, Generator, Iterator
 from typing import Any
 
 import ijson
+import msgspec
 import orjson
 
 from sobesednik.data.json_events import Prefixer
+from sobesednik.data.raw_message import RawMessage, decode_messages
 
 # A `messages` key opening an array, anywhere; the skeleton parser says whether it is a key of a chat object.
 _MESSAGES_KEY = re.compile(rb'"messages"\s*:\s*\[')
@@ -41,6 +45,8 @@ _TRIES = 4  # cuts tried per chunk before reading more: a wrong one needs a JSON
 # Bytes without a cut that parses, holding more than one message: not an export this path reads, leave it to ijson.
 _MAX_PENDING = 64 << 20
 _ARRAY_END = "unexpected content after document"  # orjson's message when the array closed before the cut
+# What msgspec raises on bytes it cannot decode (invalid UTF-8 is a UnicodeDecodeError, deep nesting a RecursionError).
+_DECODE_ERRORS = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
 
 
 class NotFast(Exception):
@@ -48,8 +54,8 @@ class NotFast(Exception):
 
 
 Read = Callable[[], bytes]  # the next chunk of the (fixed-up) export, b"" at the end
-# Pairs of one array, then the buffer and the position just after the array's closing `]`.
-Position = Generator[tuple[Any, Any], None, tuple[bytes, int]]
+# Batches of one array, then the buffer and the position just after the array's closing `]`.
+Position = Generator[tuple[Any, list[Any]], None, tuple[bytes, int]]
 
 
 class _Skeleton:
@@ -99,8 +105,9 @@ class _Skeleton:
 
 
 def fast_messages(read: Read, *, wanted: str, chat_of: Callable[[dict[str, Any]], Any],
-                  objects_only: bool = False) -> Iterator[tuple[Any, Any]]:
-    """`(chat, item)` for every item of the `messages` arrays of objects at ijson prefix `wanted`.
+                  objects_only: bool = False) -> Iterator[tuple[Any, list[Any]]]:
+    """`(chat, items)` for the items of the `messages` arrays of objects at ijson prefix `wanted`, a parsed chunk
+    at a time (a list per chunk rather than a pair per item: one generator step per message less).
 
     `chat_of` gets the `name`, `id` and `type` seen in that object before its messages and returns the chat
     to pair them with; `objects_only` leaves out items that are not objects (as the account reader does).
@@ -138,8 +145,8 @@ def _separator(pending: bytes, start: int, limit: int) -> bytes:
         if tries == _TRIES:
             break
         try:
-            orjson.loads(b"[" + pending[start : match.start() + 1] + b"]")
-        except orjson.JSONDecodeError:
+            decode_messages(b"[" + pending[start : match.start() + 1] + b"]")
+        except _DECODE_ERRORS:
             continue
         return match[0]
     return b""
@@ -158,7 +165,7 @@ def _array(pending: bytes, start: int, read: Read, chat: Any, objects_only: bool
         cut = _last_cut(pending, start, separator, limit) if separator else None
         if cut is not None:
             items, after, at = cut
-            yield from _pairs(items, chat, objects_only)
+            yield from _batch(items, chat, objects_only)
             if after is not None:
                 return pending, after
             start = at + separator.index(b",") + 1
@@ -168,7 +175,7 @@ def _array(pending: bytes, start: int, read: Read, chat: Any, objects_only: bool
             parsed = _parse(pending, start, limit, b"")
             if parsed is not None:
                 items, after = parsed
-                yield from _pairs(items, chat, objects_only)
+                yield from _batch(items, chat, objects_only)
                 return pending, limit if after is None else after
             if eof:
                 raise NotFast  # truncated or broken: ijson says which, and where
@@ -229,25 +236,30 @@ def _parse(pending: bytes, start: int, cut: int, close: bytes) -> tuple[list[Any
     when it closed before `cut`; None when `cut` is not after a message; `NotFast` on an error in the middle."""
     document = b"[" + pending[start:cut] + close
     try:
-        return orjson.loads(document), None
+        return decode_messages(document), None
+    except _DECODE_ERRORS:
+        pass
+    try:
+        orjson.loads(document)
     except orjson.JSONDecodeError as error:
         failure = error
+    else:
+        raise NotFast  # JSON that msgspec refuses (a number out of range): ijson decides
     try:
         text = document.decode()
         if failure.msg.startswith(_ARRAY_END):
-            end = text.rindex("]", 0, failure.pos) + 1
             # orjson counts characters; the buffer's position needs bytes (less the `[` put in front).
-            return orjson.loads(text[:end]), start + len(text[:end].encode()) - 1
-    except (UnicodeDecodeError, orjson.JSONDecodeError):
+            head = text[: text.rindex("]", 0, failure.pos) + 1].encode()
+            return decode_messages(head), start + len(head) - 1
+    except (*_DECODE_ERRORS, orjson.JSONDecodeError):
         raise NotFast from None
     if failure.pos < len(text) - 1:
         raise NotFast  # broken before the cut, not a cut inside a message
     return None
 
 
-def _pairs(items: list[Any], chat: Any, objects_only: bool) -> Iterator[tuple[Any, Any]]:
-    if chat is None:
-        return iter(())
+def _batch(items: list[Any], chat: Any, objects_only: bool) -> Iterator[tuple[Any, list[Any]]]:
+    """`(chat, items)` unless the items are of no wanted chat or none is left."""
     if objects_only:
-        return ((chat, item) for item in items if type(item) is dict)
-    return ((chat, item) for item in items)
+        items = [item for item in items if type(item) is RawMessage]
+    return iter(((chat, items),) if chat is not None and items else ())

@@ -39,7 +39,7 @@ from sobesednik.errors import ConfigError, DatasetError, ExportFormatError
 
 _PROGRESS_MIN_BYTES = 8 << 20  # smaller inputs finish before a bar would be worth drawing
 _PARALLEL_MIN_BYTES = 8 << 20  # below this, starting the reader process costs more than it saves
-# The reader process pays only on a second idle core: with the orjson fast path the builder is the bottleneck, and
+# The reader process pays only on a second idle core: with the fast path the builder is the bottleneck, and
 # on one core (taskset -c 0, a one-CPU container) or a busy box the two processes only share time and add the
 # pipe's pickling (docs/benchmarks.md: 200,000 messages on a loaded 2-core box, 6.7-7.2 s CPU in one process vs
 # 6.9-8.6 s forked). "Idle" is the cores this process may use minus the 1-minute load average.

@@ -30,7 +30,9 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import Any
+
+import msgspec
 
 from sobesednik.data.settings import PrepareSettings
 from sobesednik.data.split import Groups
@@ -38,7 +40,9 @@ from sobesednik.data.stats import Stats
 from sobesednik.data.telegram_export import Message
 
 
-class Candidate(NamedTuple):
+# The per-turn and per-message records below are msgspec Structs: one is built for every message, and a
+# NamedTuple's Python-level `__new__` cost five times what a Struct's constructor does.
+class Candidate(msgspec.Struct, gc=False):  # gc=False: these records never form reference cycles
     """A target turn with its context, before the cleaning filters."""
 
     context: list[tuple[str, str, list[int]]]  # (role, text, message ids), oldest first, roles alternate
@@ -55,7 +59,7 @@ class Candidate(NamedTuple):
 Key = int | tuple[int, int]
 
 
-class _Stored(NamedTuple):
+class _Stored(msgspec.Struct, gc=False):
     """What a later reply chain needs of a kept message."""
 
     id: int
@@ -66,15 +70,14 @@ class _Stored(NamedTuple):
     topic: int
 
 
-class _Turn:
-    __slots__ = ("author", "date", "ids", "reply_to", "texts")
+class _Turn(msgspec.Struct, gc=False):
+    """One author's run of messages, open while more may join it."""
 
-    def __init__(self, message: Message, author: str, reply_to: Key) -> None:
-        self.author = author
-        self.texts = [message.text]
-        self.ids = [message.id]
-        self.date = message.date  # of the turn's last message
-        self.reply_to = reply_to
+    author: str
+    texts: list[str]
+    ids: list[int]
+    date: int  # of the turn's last message
+    reply_to: Key
 
 
 class _Conversation:
@@ -163,7 +166,7 @@ class DialogueBuilder:
             turn.date = message.date
         else:
             self._close(conversation)
-            conversation.open = _Turn(message, author, reply_to)
+            conversation.open = _Turn(author, [message.text], [message.id], message.date, reply_to)
         self._store[key] = _Stored(message.id, author, message.text, conversation.group, reply_to, topic)
 
     def finish(self) -> None:
