@@ -41,6 +41,7 @@ bench: venv
 	$(BIN)/python bench/prepare.py
 	$(BIN)/python bench/train.py
 	$(BIN)/python bench/serve.py
+	$(BIN)/python bench/adapters.py
 
 build:
 	$(COMPOSE) build
