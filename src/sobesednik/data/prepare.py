@@ -187,9 +187,11 @@ def _read(settings: PrepareSettings, streams: list[ExportStream], builder: Dialo
     add = builder.add
     for event in read_events(streams, settings, stats.quirks, parallel=parallel, on_bytes=on_bytes):
         kind = event[0]
-        if kind == "message":
-            kept += 1
-            add(event[1])
+        if kind == "messages":
+            messages = event[1]
+            kept += len(messages)
+            for message in messages:
+                add(message)
         elif kind == "skip":
             stats.messages_read += 1
             _, reason, extra = event
