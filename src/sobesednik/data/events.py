@@ -1,9 +1,9 @@
 """Exports → a stream of events for the dialogue builder; for big inputs the reading runs in a worker process.
 
     for event in read_events(streams, settings, quirks, parallel=True, on_bytes=None):
-        kind = event[0]   # "chat" | "message" | "skip" | "end"; then unpack: _, message = event
+        kind = event[0]   # "chat" | "messages" | "skip" | "end"; then unpack: _, messages = event
 
-Events: `("chat", ChatInfo, selected)` when a chat starts, `("message", Message)` for a kept message,
+Events: `("chat", ChatInfo, selected)` when a chat starts, `("messages", [Message, ...])` for a run of kept messages,
 `("skip", reason, extra)` for a skipped one (`extra`: the topic id of a forum topic's opening message, or the
 `reply_to_message_id` of a skipped forward, which ends a conversation), `("end", stream_index, sha256)` when a
 file is read to its end.
@@ -28,11 +28,11 @@ from typing import Any, Literal
 from sobesednik.data.settings import PrepareSettings
 from sobesednik.data.telegram_export import ChatInfo, ExportStream, Message, kept_chars, normalise_message
 
-_BATCH = 2048  # events per pipe message: large enough that pickling overhead per event is small
+_BATCH = 2048  # events per pipe message (a run of kept messages is one): pickling overhead per event stays small
 # Plain tuples, unpacked by the consumer (`_, reason, extra = event`): a million of them cross the pipe, and a
 # NamedTuple costs more to build and to pickle. The worker also sends ("bytes", n) and ("quirks", Counter).
 ChatEvent = tuple[Literal["chat"], ChatInfo, bool]
-MessageEvent = tuple[Literal["message"], Message]
+MessageEvent = tuple[Literal["messages"], list[Message]]
 SkipEvent = tuple[Literal["skip"], str, Any]
 EndEvent = tuple[Literal["end"], int, str]
 Event = ChatEvent | MessageEvent | SkipEvent | EndEvent
@@ -58,6 +58,9 @@ def _events(streams: list[ExportStream], settings: PrepareSettings, quirks: Coun
                 for _ in raws:
                     yield ("skip", "chat_not_selected", None)
                 continue
+            # Kept messages go out in runs, one event per run up to the next skipped one: a generator step and
+            # an event tuple per message cost more than the builder's own work on a short message.
+            run: list[Message] = []
             for raw in raws:
                 message = normalise_message(raw, quirks, mask_pii=mask_pii, keep_forwarded=keep_forwarded,
                                             keep_via_bot=keep_via_bot, last_date=last_date, keep=keep)
@@ -67,10 +70,15 @@ def _events(streams: list[ExportStream], settings: PrepareSettings, quirks: Coun
                         extra = raw.id
                     elif message in ("forwarded", "via_bot"):
                         extra = raw.reply_to_message_id
+                    if run:
+                        yield ("messages", run)
+                        run = []
                     yield ("skip", message, extra)
                     continue
                 last_date = message.date
-                yield ("message", message)
+                run.append(message)
+            if run:
+                yield ("messages", run)
         yield ("end", index, stream.sha256)
 
 

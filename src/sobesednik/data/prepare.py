@@ -21,7 +21,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import compress
-from operator import itemgetter
 from pathlib import Path
 
 import orjson
@@ -86,10 +85,9 @@ class _Spool:
 
 
 def _sample_sink(settings: PrepareSettings, stats: Stats, spool: _Spool) -> Callable[[Candidate], None]:
-    dedup = Deduplicator()
+    is_duplicate = Deduplicator().is_duplicate
     min_chars, max_chars = settings.min_chars, settings.max_chars
     dumps, newline = orjson.dumps, orjson.OPT_APPEND_NEWLINE
-    text_of = itemgetter(1)
     # Bound once: this runs for every candidate (170,000 per 200,000 messages), and the spool's appends and
     # writes were a fifth of its time as method calls through the object.
     write, write_speaker = spool.file.write, spool.speakers_file.write
@@ -99,17 +97,21 @@ def _sample_sink(settings: PrepareSettings, stats: Stats, spool: _Spool) -> Call
 
     def accept(candidate: Candidate) -> None:
         context = candidate.context
-        if max(map(len, map(text_of, context))) > max_chars:  # rare: the whole trim only then
+        # The texts once, for the length check and then the dedup key (two `map`s over the turns cost more).
+        texts = [text for _, text, _ in context]
+        if max(map(len, texts)) > max_chars:  # rare: the whole trim only then
             context = trim_context(context, max_chars=max_chars)
             if not context:
                 stats.dropped["context_too_long"] += 1
                 return
+            texts = [text for _, text, _ in context]
         reply = candidate.reply
         reason = reply_drop_reason(reply, min_chars=min_chars, max_chars=max_chars)
         if reason is not None:
             stats.dropped[reason] += 1
             return
-        if dedup.is_duplicate((*map(text_of, context), reply)):
+        texts.append(reply)
+        if is_duplicate(tuple(texts)):
             stats.dropped["duplicate"] += 1
             return
         messages = [{"role": role, "content": text} for role, text, _ in context]
@@ -185,9 +187,11 @@ def _read(settings: PrepareSettings, streams: list[ExportStream], builder: Dialo
     add = builder.add
     for event in read_events(streams, settings, stats.quirks, parallel=parallel, on_bytes=on_bytes):
         kind = event[0]
-        if kind == "message":
-            kept += 1
-            add(event[1])
+        if kind == "messages":
+            messages = event[1]
+            kept += len(messages)
+            for message in messages:
+                add(message)
         elif kind == "skip":
             stats.messages_read += 1
             _, reason, extra = event

@@ -194,28 +194,24 @@ class DialogueBuilder:
         return key, stored.topic
 
     def _close(self, conversation: _Conversation) -> None:
+        """Close the open turn: a `Candidate` with its context when it has one, then context of the next turns."""
         turn = conversation.open
         if turn is None:
             return
         conversation.open = None
         text = turn.texts[0] if len(turn.texts) == 1 else "\n".join(turn.texts)
-        self._emit(conversation, turn, text)
-        conversation.turns.append((turn.author, text, turn.ids))
-
-    def _emit(self, conversation: _Conversation, turn: _Turn, text: str) -> None:
         if turn.reply_to:
             raw, thread = self._reply_chain(turn.reply_to, conversation.group)
         else:
             raw, thread = conversation.turns, conversation.first_id
         if not raw:
             self._stats.dropped["no_context"] += 1
-            return
-        if raw[-1][0] == turn.author:
+        elif raw[-1][0] == turn.author:
             self._stats.dropped["follows_own_turn"] += 1
-            return
-        context = _context(raw, turn.author)
-        self._sink(Candidate(context, text, turn.ids, turn.author, self._chat_id, thread, conversation.group,
-                             turn.date))
+        else:
+            self._sink(Candidate(_context(raw, turn.author), text, turn.ids, turn.author, self._chat_id, thread,
+                                 conversation.group, turn.date))
+        conversation.turns.append((turn.author, text, turn.ids))
 
     def _reply_chain(self, target: Key, group: int) -> tuple[list[tuple[str, str, list[int]]], int]:
         """The messages a reply answers, oldest first, and the id of the oldest; joins their conversations."""
