@@ -102,7 +102,6 @@ def tiny_model_command(given: Given[TinyModelSettings]) -> None:
     from sobesednik.training.pretrain import build_tiny_base
 
     quiet_libraries()
-
     result = build_tiny_base(given.settings())
     loss = f", final LM loss {result.final_loss:.3f}" if result.final_loss is not None else ""
     typer.echo(f"tiny model written to {result.model_dir} ({result.pretrain_steps} pretraining steps{loss})")
@@ -117,7 +116,6 @@ def train_command(
     from sobesednik.training.train import train
 
     quiet_libraries()
-
     result = train(given.settings(under=read_config_file(config) if config else None))
     best = f", best valid loss {result.best_valid_loss:.4f}" if result.best_valid_loss is not None else ""
     typer.echo(f"process {result.process_index + 1}/{result.num_processes}: {result.steps} steps{best}")
@@ -132,7 +130,6 @@ def evaluate_command(given: Given[EvaluateSettings]) -> None:
     from sobesednik.training.evaluate import evaluate, format_report
 
     quiet_libraries()
-
     typer.echo(format_report(evaluate(given.settings())))
 
 
@@ -142,7 +139,6 @@ def export_command(given: Given[ExportSettings]) -> None:
     from sobesednik.training.export import export
 
     quiet_libraries()
-
     result = export(given.settings())
     typer.echo(f"merged model ({result.parameters:,} parameters) written to {result.model_dir}")
 

@@ -1,14 +1,13 @@
 """The Generator: OpenAI-style messages in, cleaned replies out, many requests decoded as one batch.
 
-It loads an exported MODEL_DIR or a RUN_DIR (base + LoRA adapter, merged as it loads), builds the prompt in the format
-its tokenizer carries (`modeling/formats.py`: the dialogue format or the base's native chat template; oldest
-turns dropped to fit the context window and the requested reply length), and decodes a batch of rows with its
-own loop over the KV cache (`kv_cache.py`): left padding, one sampling setting per row, and a row that has
-finished (the closing `@@ПЕРВЫЙ@@` or end-of-turn token, EOS, a stop string, its token limit, its client
-gone) leaves the batch at once so it stops costing compute. Between two tokens, rows of new requests may join
-the running batch (continuous batching: `admit`), so a request never waits for a whole batch to finish. A
-reply that comes out empty is resampled (it re-joins as a new row) a bounded number of times, then returned
-with `finish_reason="empty"`.
+It loads an exported MODEL_DIR or a RUN_DIR (base + LoRA adapter, merged as it loads), builds the prompt in the
+format its tokenizer carries (`modeling/formats.py`: the dialogue format or the base's native chat template; oldest
+turns dropped to fit the context window and the requested reply length), and decodes a batch of rows with its own
+loop over the KV cache (`kv_cache.py`): left padding, one sampling setting per row, and a row that has finished (the
+closing `@@ПЕРВЫЙ@@` or end-of-turn token, EOS, a stop string, its token limit, its client gone) leaves the batch at
+once so it stops costing compute. Between two tokens, rows of new requests may join the running batch (continuous
+batching: `admit`), so a request never waits for a whole batch to finish. A reply that comes out empty is resampled
+(it re-joins as a new row) a bounded number of times, then returned with `finish_reason="empty"`.
 
     generator = Generator.load("models/my-chat", dtype="bfloat16")
     [completion] = generator.generate([Row(generator.chat_prompt(messages, 40), generator.defaults)])
