@@ -15,6 +15,7 @@ batching: `admit`), so a request never waits for a whole batch to finish. A repl
 
 from __future__ import annotations
 
+import itertools
 import logging
 import random
 import threading
@@ -29,6 +30,7 @@ from sobesednik.dialogue import ROLE_TOKENS, Message
 from sobesednik.errors import SobesednikError
 from sobesednik.inference.kv_cache import reserved_cache, stack_caches
 from sobesednik.inference.optimize import optimize_model
+from sobesednik.inference.packing import use_packed_attention
 from sobesednik.inference.sampling import SamplingParams, apply_repetition_penalty, ban_repeated_ngrams, sample_next
 from sobesednik.modeling.formats import chat_format
 
@@ -118,6 +120,8 @@ class Generator:
         eos_ids = eos if isinstance(eos, list) else [eos]
         self.stop_ids = {i for i in [*eos_ids, tokenizer.eos_token_id, *(vocab.get(t) for t in self.markers)]
                          if i is not None}
+        # Prompts of a batch as one row of tokens, no padding computed (`packing.py`), where the model allows.
+        self.packs_prompts = use_packed_attention(model)
 
     @classmethod
     def load(cls, path: str | Path, *, dtype: str = "float32", quantize: str = "none",
@@ -220,25 +224,45 @@ class Generator:
 
     @torch.inference_mode()
     def _prefill(self, rows: list[_Decoding]) -> _Batch:
-        """One forward pass over the left-padded prompts of `rows`: their cache and first-token logits."""
-        pad = self.tokenizer.pad_token_id
+        """The cache and first-token logits of `rows`' prompts: packed where the model allows (`packing.py`), one
+        pass per persona (peft picks an adapter per row of a batch, and packed prompts are one row); else one
+        pass over the prompts left-padded to the longest."""
+        if not self.packs_prompts:
+            return self._prompt_pass(rows, packed=False)
+        batch = None
+        for _, group in itertools.groupby(sorted(rows, key=_persona), key=_persona):
+            batch = self._join(batch, self._prompt_pass(list(group), packed=True))
+        return batch  # type: ignore[return-value]
+
+    def _prompt_pass(self, rows: list[_Decoding], *, packed: bool) -> _Batch:
+        """One forward pass over the prompts of `rows`, packed into one row or left-padded."""
         width = max(len(row.request.prompt) for row in rows)
-        input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
+        input_ids = torch.full((len(rows), width), self.tokenizer.pad_token_id, dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)
-        # Padding of the repetition penalty's token list: a token the row has anyway, so it changes nothing.
-        seen = torch.tensor([[row.request.prompt[0]] for row in rows]).repeat(1, width)
         for i, row in enumerate(rows):  # left padding: every row's last prompt token sits in the last column
             input_ids[i, width - len(row.request.prompt):] = torch.tensor(row.request.prompt)
-            seen[i, width - len(row.request.prompt):] = input_ids[i, width - len(row.request.prompt):]
             mask[i, width - len(row.request.prompt):] = 1
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        output = self.model(input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device),
-                            position_ids=positions.to(self.device), cache=reserved_cache(), use_cache=True,
-                            logits_to_keep=1, **self._adapter_names(rows))
+        # Padding of the repetition penalty's token list: a token the row has anyway, so it changes nothing.
+        seen = torch.where(mask.bool(), input_ids, input_ids[torch.arange(len(rows)), width - mask.sum(-1)][:, None])
+        if packed:
+            lengths = [len(row.request.prompt) for row in rows]
+            tokens = mask.bool()
+            output = self.model(input_ids=input_ids[tokens][None].to(self.device),
+                                attention_mask=torch.ones((1, sum(lengths)), dtype=torch.long, device=self.device),
+                                position_ids=positions[tokens][None].to(self.device),
+                                cache=reserved_cache(lengths), use_cache=True, packed_lengths=lengths,
+                                logits_to_keep=(torch.tensor(lengths).cumsum(0) - 1).to(self.device),
+                                **self._adapter_names(rows[:1]))
+            logits = output.logits[0]
+        else:
+            output = self.model(input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device),
+                                position_ids=positions.to(self.device), cache=reserved_cache(), use_cache=True,
+                                logits_to_keep=1, **self._adapter_names(rows))
+            logits = output.logits[:, -1, :]
         return _Batch(rows=list(rows), cache=output.cache, mask=mask.to(self.device),
-                      last_position=positions[:, -1].to(self.device),
-                      seen=seen.to(self.device),
-                      logits=output.logits[:, -1, :].float())
+                      last_position=positions[:, -1].to(self.device), seen=seen.to(self.device),
+                      logits=logits.float())
 
     def _adapter_names(self, rows: list[_Decoding]) -> dict[str, list[str]]:
         """peft's per-row adapter argument for a multi-adapter model; nothing for a single model."""
@@ -334,6 +358,10 @@ class Generator:
         if text.startswith(row.sent) and len(text) > len(row.sent):
             delta, row.sent = text[len(row.sent):], text
             row.request.on_text(delta)  # type: ignore[misc]
+
+
+def _persona(row: _Decoding) -> str:
+    return row.request.adapter or ""
 
 
 def _rng(seed: int | None) -> torch.Generator:

@@ -6,11 +6,16 @@ allocates room for `headroom` more tokens and writes new ones in place; what it 
 room, so attention reads the same numbers. A finished row leaving the batch (`batch_select_indices`) moves
 the rows after it down in place; only running out of room copies into a bigger block.
 `stack_caches` puts the rows of two caches into one (continuous batching: new requests join a running batch).
+After a packed prompt pass (`packing.py`: all prompts as one row of tokens), the first update scatters each
+prompt's keys and values into its own left-padded row.
 
     output = model(input_ids=ids, cache=reserved_cache(), use_cache=True)
 """
 
 from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
 
 import torch
 from transformers.cache_utils import Cache, DynamicLayer
@@ -24,10 +29,16 @@ class ReservedLayer(DynamicLayer):
     headroom = HEADROOM
     _blocks: tuple[torch.Tensor, torch.Tensor] | None = None  # (keys, values), each [batch, heads, room, width]
 
+    def __init__(self, packed: Sequence[int] = ()) -> None:
+        super().__init__()
+        self.packed = tuple(packed)  # prompt lengths of a packed first update (one row holding them all)
+
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs
                ) -> tuple[torch.Tensor, torch.Tensor]:
         if not self.is_initialized:
             self.lazy_initialization(key_states, value_states)
+        if self.packed:
+            return self._unpack(key_states, value_states)
         start = self.get_seq_length()
         end = start + key_states.shape[-2]
         if not self._fits(end, key_states):
@@ -37,6 +48,21 @@ class ReservedLayer(DynamicLayer):
         values[..., start:end, :] = value_states
         self.keys, self.values = keys[..., :end, :], values[..., :end, :]
         return self.keys, self.values
+
+    def _unpack(self, key_states: torch.Tensor, value_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store packed prompts (one row of `sum(self.packed)` tokens) as left-padded rows; return them as given:
+        attention over a packed pass runs per prompt on the packed tensors (`packing.packed_attention`)."""
+        lengths, self.packed = self.packed, ()
+        width = max(lengths)
+        _, heads, _, head_width = key_states.shape
+        self._blocks = tuple(key_states.new_zeros((len(lengths), heads, width + self.headroom, head_width))
+                             for _ in range(2))  # type: ignore[assignment]
+        for block, packed in zip(self._blocks, (key_states, value_states), strict=True):
+            for row, prompt in enumerate(packed[0].split(lengths, dim=1)):
+                block[row, :, width - prompt.shape[1]:width] = prompt
+        keys, values = self._blocks
+        self.keys, self.values = keys[..., :width, :], values[..., :width, :]
+        return key_states, value_states
 
     def batch_select_indices(self, indices: torch.Tensor) -> None:
         length = self.get_seq_length()
@@ -105,6 +131,7 @@ def stack_caches(first: Cache, second: Cache) -> Cache:
     return Cache(layers=layers)
 
 
-def reserved_cache() -> Cache:
-    """An empty cache whose layers (created on first use, one per model layer) are `ReservedLayer`s."""
-    return Cache(layer_class_to_replicate=ReservedLayer)
+def reserved_cache(packed: Sequence[int] = ()) -> Cache:
+    """An empty cache whose layers (created on first use, one per model layer) are `ReservedLayer`s; `packed`:
+    the prompt lengths of a packed first pass, whose keys and values each layer stores as one row per prompt."""
+    return Cache(layer_class_to_replicate=functools.partial(ReservedLayer, packed))
