@@ -28,6 +28,7 @@ import torch
 
 from sobesednik.dialogue import ROLE_TOKENS, Message
 from sobesednik.errors import SobesednikError
+from sobesednik.inference.gpt2_decode import GPT2Decoder
 from sobesednik.inference.kv_cache import reserved_cache, stack_caches
 from sobesednik.inference.optimize import optimize_model
 from sobesednik.inference.packing import use_packed_attention
@@ -122,6 +123,7 @@ class Generator:
                          if i is not None}
         # Prompts of a batch as one row of tokens, no padding computed (`packing.py`), where the model allows.
         self.packs_prompts = use_packed_attention(model)
+        self.decoder = GPT2Decoder.of(model)  # decoding steps without the module stack, for plain GPT-2
 
     @classmethod
     def load(cls, path: str | Path, *, dtype: str = "float32", quantize: str = "none",
@@ -321,8 +323,12 @@ class Generator:
         batch.seen = torch.cat([batch.seen, step], dim=1)
         batch.mask = torch.cat([batch.mask, torch.ones_like(step)], dim=1)
         batch.last_position = batch.last_position + 1
-        output = self.model(input_ids=step, attention_mask=batch.mask, position_ids=batch.last_position.unsqueeze(1),
-                            cache=batch.cache, use_cache=True, **self._adapter_names(batch.rows))
+        positions = batch.last_position.unsqueeze(1)
+        if self.decoder is not None:
+            batch.logits = self.decoder(step, positions, batch.mask, batch.cache).float()
+            return finished
+        output = self.model(input_ids=step, attention_mask=batch.mask, position_ids=positions, cache=batch.cache,
+                            use_cache=True, **self._adapter_names(batch.rows))
         batch.cache, batch.logits = output.cache, output.logits[:, -1, :].float()
         return finished
 
