@@ -346,9 +346,11 @@ def beam_cost(model: Path) -> dict:
 def agreement(model: Path, replies: int = 8) -> dict:
     """Greedy top-1 agreement with fp32 of each path `auto` may pick here, and of int8 variants, on this model.
 
-    Teacher-forced (`tests/agreement.py`) on fp32's own greedy replies to the bench dialogues. A random model's
-    logits are nearly flat, so a small error flips its argmax far more often than a trained model's: the figures
-    are a pessimistic bound for ruDialoGPT.
+    Teacher-forced (`tests/agreement.py`) on fp32's own greedy replies to the bench dialogues, in one pass over
+    each dialogue and step by step as a reply is decoded (dynamic int8 scales each call's rows: one pass scales
+    the whole dialogue at once; `auto`'s int8 decoding steps only show step by step). A random model's logits
+    are nearly flat, so a small error flips its argmax far more often than a trained model's: the figures are
+    a pessimistic bound for ruDialoGPT.
     """
     import copy
 
@@ -357,7 +359,7 @@ def agreement(model: Path, replies: int = 8) -> dict:
 
     from agreement import top1_agreement
     from sobesednik.dialogue import render
-    from sobesednik.hardware import probe
+    from sobesednik.hardware import probe, serving_path
     from sobesednik.inference.optimize import conv1d_to_linear, fuse_gelu, optimize_model
     from sobesednik.modeling.load import load_model
 
@@ -393,11 +395,16 @@ def agreement(model: Path, replies: int = 8) -> dict:
     if probe().native_bf16:
         candidates["bf16 (serve's: packed where oneDNN has it)"] = lambda: optimize_model(
             copy.deepcopy(reference), dtype="bfloat16", quantize="none")
+    candidates[f"auto ({serving_path('auto', 'auto').describe()})"] = lambda: optimize_model(
+        copy.deepcopy(reference), dtype="auto", quantize="auto")
     result = {}
     for name, build in candidates.items():
-        result[name] = top1_agreement(reference, build(), sequences, lengths)
-        print(f"greedy top-1 agreement with fp32, {name}: {result[name]:.3f} "
-              f"({replies} replies x {REPLY_TOKENS} tokens, random weights: pessimistic)", flush=True)
+        candidate = build()
+        result[name] = {"one_pass": top1_agreement(reference, candidate, sequences, lengths),
+                        "stepwise": top1_agreement(reference, candidate, sequences, lengths, stepwise=True)}
+        print(f"greedy top-1 agreement with fp32, {name}: {result[name]['one_pass']:.3f} in one pass, "
+              f"{result[name]['stepwise']:.3f} step by step ({replies} replies x {REPLY_TOKENS} tokens, random "
+              "weights: pessimistic)", flush=True)
     return result
 
 

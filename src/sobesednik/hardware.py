@@ -1,7 +1,7 @@
 """What this machine's kernels really support, probed once, and the one place that turns it into a precision choice.
 
     capabilities = probe()                  # Capabilities(cpu_class="amx", cpu_model="Intel(R) Xeon(R) ...", ...)
-    path = serving_path("auto", "auto")     # ServingPath(dtype="bfloat16", quantize="none", pack_bf16=True)
+    path = serving_path("auto", "auto")     # ServingPath(dtype="bfloat16", quantize="none", pack_bf16=True, ...)
     precision = training_precision("auto")  # "bf16" / "fp16" / "fp32"
 
 CPU classes, from the best kernels down:
@@ -67,11 +67,13 @@ class ServingPath:
     dtype: str  # float32 / bfloat16 / float16
     quantize: str  # none / int8
     pack_bf16: bool
+    int8_steps: bool = False  # packed bf16 for prompt passes, a dynamic int8 copy for decoding steps
 
     def describe(self) -> str:
         packing = ", packed for oneDNN" if self.pack_bf16 else ""
         quantize = ", dynamic int8 linears" if self.quantize == "int8" else ""
-        return f"{self.dtype}{quantize}{packing}"
+        steps = ", decoding steps on int8" if self.int8_steps else ""
+        return f"{self.dtype}{quantize}{packing}{steps}"
 
 
 def classify_cpu(flags: set[str], machine: str) -> str:
@@ -140,9 +142,12 @@ def serving_path(dtype: str, quantize: str, *, device: str = "cpu") -> ServingPa
 
     `auto` picks what measured fastest at the quality bar (docs/benchmarks.md, greedy top-1 agreement with
     float32 >= 0.95): native bf16 where the CPU or GPU has it; on a CPU without it, dynamic int8 (AVX2 EPYC,
-    16 users: 67.5 tokens/s against 20.8 for float32), float32 where int8 has no engine. Personas' base layers
-    take the same path as a plain model's (`optimize.py`). An explicit bfloat16 on a CPU without oneDNN's bf16
-    linear runs plain, unpacked bf16 rather than fail.
+    16 users: 67.5 tokens/s against 20.8 for float32), float32 where int8 has no engine. Where bf16 is packed
+    for oneDNN and `quantize` is `auto`, decoding steps run on a dynamic int8 copy of the linears
+    (`int8_steps`): on an AMX Xeon a step of 1 row took 32 ms on int8 against 65 ms on packed bf16, of 16 rows
+    the same, while prompt passes are faster on bf16 (docs/benchmarks.md, "int8 decoding steps"). Personas'
+    base layers take the same path as a plain model's (`optimize.py`). An explicit bfloat16 on a CPU without
+    oneDNN's bf16 linear runs plain, unpacked bf16 rather than fail.
     """
     capabilities = probe()
     if device == "cuda":
@@ -151,10 +156,11 @@ def serving_path(dtype: str, quantize: str, *, device: str = "cpu") -> ServingPa
         return ServingPath(dtype, "none" if quantize == "auto" else quantize, pack_bf16=False)
     if dtype == "auto":
         dtype = "float32" if quantize == "int8" or not capabilities.native_bf16 else "bfloat16"
+    pack = dtype == "bfloat16" and capabilities.onednn_bf16
+    int8_steps = pack and quantize == "auto" and capabilities.int8
     if quantize == "auto":
         quantize = "int8" if dtype == "float32" and capabilities.int8 else "none"
-    pack = dtype == "bfloat16" and capabilities.onednn_bf16
-    return ServingPath(dtype, quantize, pack)
+    return ServingPath(dtype, quantize, pack, int8_steps)
 
 
 def training_precision(precision: str) -> str:

@@ -17,7 +17,9 @@ from sobesednik.errors import ConfigError
 from sobesednik.hardware import probe
 from sobesednik.inference.generator import Generator, Row
 from sobesednik.inference.optimize import (
+    INT8_MAX_ROWS,
     PackedLinear,
+    PackedOrInt8Linear,
     TanhGelu,
     conv1d_to_linear,
     fuse_gelu,
@@ -197,14 +199,36 @@ def agreement_inputs(exported_model_dir: Path, prepared_data_dir: Path) -> tuple
     return reference, sequences, prompt_lengths
 
 
-@pytest.mark.parametrize(("dtype", "quantize", "at_least"), [("bfloat16", "none", 0.95), ("float32", "int8", 0.8)])
+@pytest.mark.parametrize(("dtype", "quantize", "at_least"),
+                         [("bfloat16", "none", 0.95), ("bfloat16", "auto", 0.95), ("float32", "int8", 0.8)])
 def test_reduced_precision_keeps_greedy_top1(agreement_inputs: tuple, exported_model_dir: Path, dtype: str,
                                             quantize: str, at_least: float) -> None:
     reference, sequences, prompt_lengths = agreement_inputs
     candidate = Generator.load(exported_model_dir, dtype=dtype, quantize=quantize).model
-    agreement = top1_agreement(reference.model, candidate, sequences, prompt_lengths)
-    print(f"greedy top-1 agreement of {dtype}/{quantize} with float32: {agreement:.3f}")
+    agreement = top1_agreement(reference.model, candidate, sequences, prompt_lengths, stepwise=True)
+    print(f"greedy top-1 agreement of {dtype}/{quantize} with float32, decoding step by step: {agreement:.3f}")
     assert agreement >= at_least
+
+
+@needs_onednn_bf16
+def test_int8_steps_serve_small_calls_and_bf16_the_prompt_passes() -> None:
+    linear = torch.nn.Linear(64, 48).to(torch.bfloat16)
+    both, packed = PackedOrInt8Linear(linear), PackedLinear(linear)
+    for rows in (1, INT8_MAX_ROWS):
+        hidden = torch.randn(rows, 64, dtype=torch.bfloat16)
+        assert torch.equal(both(hidden), both.int8(hidden.float()).to(torch.bfloat16))
+    prompt = torch.randn(1, INT8_MAX_ROWS + 1, 64, dtype=torch.bfloat16)
+    assert torch.equal(both(prompt), packed(prompt))
+    torch.testing.assert_close(both(prompt[:, :4]).float(), packed(prompt[:, :4]).float(), rtol=0.05, atol=0.05)
+
+
+@needs_onednn_bf16
+def test_auto_where_bf16_is_packed_gives_every_linear_an_int8_copy(tiny_model_dir: Path) -> None:
+    model = Generator.load(tiny_model_dir, dtype="auto", quantize="auto").model
+    linears = [m for m in model.modules() if isinstance(m, PackedLinear)]
+    assert linears and all(isinstance(m, PackedOrInt8Linear) for m in linears)
+    explicit = Generator.load(tiny_model_dir, dtype="bfloat16", quantize="none").model
+    assert not any(isinstance(m, PackedOrInt8Linear) for m in explicit.modules())
 
 
 def test_unknown_dtype_is_refused(generator: Generator) -> None:

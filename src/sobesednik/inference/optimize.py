@@ -9,8 +9,9 @@ adapter's delta is computed as trained. (A single RUN_DIR is merged when it load
 
 Two more CPU wins, measured in `docs/benchmarks.md`: on bf16, every `nn.Linear` weight is re-laid out once
 into oneDNN's blocked format (`PackedLinear`), which a plain bf16 `nn.Linear` redoes on every call (the
-linear layers ≈1.5× faster at batch 1 and 16); GPT-2's `gelu_new`, five elementwise passes in Python, becomes
-`TanhGelu` (the same function, by the faster of two kernels).
+linear layers ≈1.5× faster at batch 1 and 16), and with `quantize="auto"` each keeps a dynamic int8 copy for
+decoding steps (`PackedOrInt8Linear`: half the bytes per token read, 2× faster at 1 row); GPT-2's `gelu_new`,
+five elementwise passes in Python, becomes `TanhGelu` (the same function, by the faster of two kernels).
 
     model = optimize_model(model, dtype="bfloat16", quantize="none")
 """
@@ -32,6 +33,9 @@ logger = logging.getLogger(__name__)
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 QUANTIZE = ("auto", "none", "int8")
+# Rows per call up to which `PackedOrInt8Linear` takes int8: a decoding batch up to twice the default
+# --max-batch-size (int8 and bf16 cross near 48 rows on an AMX Xeon); prompt passes have more.
+INT8_MAX_ROWS = 32
 
 
 def _replace_modules(model: nn.Module, replacement: Callable[[nn.Module], nn.Module | None]) -> int:
@@ -84,15 +88,44 @@ class PackedLinear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, bf16 packed for oneDNN"
 
 
-def pack_bf16_linears(model: nn.Module) -> int:
-    """Replace every bf16 `nn.Linear` of a CPU model with a `PackedLinear`; return the count.
+class PackedOrInt8Linear(PackedLinear):
+    """A `PackedLinear` with a dynamic int8 copy of its weight, which serves calls of up to `INT8_MAX_ROWS` rows.
+
+    A decoding step (one row per user) reads every weight once per token, so it is bound by memory bandwidth,
+    and int8 reads half of bf16's bytes; a prompt pass has hundreds of rows, where AMX's bf16 tiles win.
+    Measured on an AMX Xeon, GPT-2 medium's four linears of a block: 0.80 ms int8 / 1.51 ms bf16 at 1 row,
+    1.53 / 1.61 at 16, 2.34 / 2.53 at 32, 4.12 / 3.33 at 64 (docs/benchmarks.md, "int8 decoding steps").
+    """
+
+    def __init__(self, linear: nn.Linear) -> None:
+        super().__init__(linear)
+        float_linear = nn.Linear(linear.in_features, linear.out_features, bias=linear.bias is not None)
+        float_linear.load_state_dict({name: value.float() for name, value in linear.state_dict().items()})
+        self.int8 = torch.ao.quantization.quantize_dynamic(nn.Sequential(float_linear), {nn.Linear},
+                                                           dtype=torch.qint8)[0]
+        self.int8_max_elements = INT8_MAX_ROWS * linear.in_features
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        if hidden.numel() <= self.int8_max_elements:
+            return self.int8(hidden.float()).to(hidden.dtype)
+        return super().forward(hidden)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, int8 up to {INT8_MAX_ROWS} rows"
+
+
+def pack_bf16_linears(model: nn.Module, *, int8_steps: bool = False) -> int:
+    """Replace every bf16 `nn.Linear` of a CPU model with a `PackedLinear` (`PackedOrInt8Linear` with
+    `int8_steps`); return the count.
 
     The tied `lm_head` gets its own packed copy (one more vocab × width matrix in memory): the input
     embedding keeps the plain weight it needs for lookups.
     """
+    packing = PackedOrInt8Linear if int8_steps else PackedLinear
+
     def packed(child: nn.Module) -> PackedLinear | None:
         bf16_on_cpu = type(child) is nn.Linear and child.weight.dtype == torch.bfloat16 and child.weight.is_cpu
-        return PackedLinear(child) if bf16_on_cpu else None
+        return packing(child) if bf16_on_cpu else None
 
     return _replace_modules(model, packed)
 
@@ -172,7 +205,7 @@ def optimize_model(model: Any, *, dtype: str = "float32", quantize: str = "none"
     if path.dtype != "float32":
         model = model.to(DTYPES[path.dtype])
     if path.pack_bf16:
-        pack_bf16_linears(model)
+        pack_bf16_linears(model, int8_steps=path.int8_steps)
     return model
 
 
