@@ -143,11 +143,11 @@ def serving_path(dtype: str, quantize: str, *, device: str = "cpu") -> ServingPa
     `auto` picks what measured fastest at the quality bar (docs/benchmarks.md, greedy top-1 agreement with
     float32 >= 0.95): native bf16 where the CPU or GPU has it; on a CPU without it, dynamic int8 (AVX2 EPYC,
     16 users: 67.5 tokens/s against 20.8 for float32), float32 where int8 has no engine. Where bf16 is packed
-    for oneDNN and `quantize` is `auto`, decoding steps run on a dynamic int8 copy of the linears
-    (`int8_steps`): on an AMX Xeon a step of 1 row took 32 ms on int8 against 65 ms on packed bf16, of 16 rows
-    the same, while prompt passes are faster on bf16 (docs/benchmarks.md, "int8 decoding steps"). Personas'
-    base layers take the same path as a plain model's (`optimize.py`). An explicit bfloat16 on a CPU without
-    oneDNN's bf16 linear runs plain, unpacked bf16 rather than fail.
+    for oneDNN and `quantize` is `auto`, decoding steps of up to 4 rows run on a weight-only int8 copy of the
+    linears (`int8_steps`): on an AMX Xeon a step of 1 row took 50 ms against 69 ms on packed bf16 alone, at the
+    same greedy agreement with float32 (docs/benchmarks.md, "int8 decoding steps"). Personas' base layers
+    take the same path as a plain model's (`optimize.py`). An explicit bfloat16 on a CPU without oneDNN's bf16
+    linear runs plain, unpacked bf16 rather than fail.
     """
     capabilities = probe()
     if device == "cuda":
@@ -157,7 +157,7 @@ def serving_path(dtype: str, quantize: str, *, device: str = "cpu") -> ServingPa
     if dtype == "auto":
         dtype = "float32" if quantize == "int8" or not capabilities.native_bf16 else "bfloat16"
     pack = dtype == "bfloat16" and capabilities.onednn_bf16
-    int8_steps = pack and quantize == "auto" and capabilities.int8
+    int8_steps = pack and quantize == "auto"  # torch's weight-only int8 kernel, no quantised engine needed
     if quantize == "auto":
         quantize = "int8" if dtype == "float32" and capabilities.int8 else "none"
     return ServingPath(dtype, quantize, pack, int8_steps)

@@ -214,12 +214,16 @@ def test_reduced_precision_keeps_greedy_top1(agreement_inputs: tuple, exported_m
 def test_int8_steps_serve_small_calls_and_bf16_the_prompt_passes() -> None:
     linear = torch.nn.Linear(64, 48).to(torch.bfloat16)
     both, packed = PackedOrInt8Linear(linear), PackedLinear(linear)
-    for rows in (1, INT8_MAX_ROWS):
-        hidden = torch.randn(rows, 64, dtype=torch.bfloat16)
-        assert torch.equal(both(hidden), both.int8(hidden.float()).to(torch.bfloat16))
+    dequantized = both.int8_weight.float() * both.int8_scale.float()[:, None]
+    for shape in ((1, 64), (1, INT8_MAX_ROWS, 64)):  # a decoding step of 1 and of INT8_MAX_ROWS users
+        hidden = torch.randn(shape, dtype=torch.bfloat16)
+        got = both(hidden)
+        assert got.shape == packed(hidden).shape
+        torch.testing.assert_close(got.float(), torch.nn.functional.linear(hidden.float(), dequantized,
+                                                                           linear.bias.float()), rtol=0.02, atol=0.02)
+        torch.testing.assert_close(got.float(), packed(hidden).float(), rtol=0.05, atol=0.05)  # int8 ≈ bf16
     prompt = torch.randn(1, INT8_MAX_ROWS + 1, 64, dtype=torch.bfloat16)
     assert torch.equal(both(prompt), packed(prompt))
-    torch.testing.assert_close(both(prompt[:, :4]).float(), packed(prompt[:, :4]).float(), rtol=0.05, atol=0.05)
 
 
 @needs_onednn_bf16

@@ -9,9 +9,10 @@ adapter's delta is computed as trained. (A single RUN_DIR is merged when it load
 
 Two more CPU wins, measured in `docs/benchmarks.md`: on bf16, every `nn.Linear` weight is re-laid out once
 into oneDNN's blocked format (`PackedLinear`), which a plain bf16 `nn.Linear` redoes on every call (the
-linear layers ≈1.5× faster at batch 1 and 16), and with `quantize="auto"` each keeps a dynamic int8 copy for
-decoding steps (`PackedOrInt8Linear`: half the bytes per token read, 2× faster at 1 row); GPT-2's `gelu_new`,
-five elementwise passes in Python, becomes `TanhGelu` (the same function, by the faster of two kernels).
+linear layers ≈1.5× faster at batch 1 and 16), and with `quantize="auto"` each keeps an int8 copy for
+decoding steps of a few users (`PackedOrInt8Linear`: half the bytes read per token, a step of one user 28%
+shorter); GPT-2's `gelu_new`, five elementwise passes in Python, becomes `TanhGelu` (the same function, by
+the faster of two kernels).
 
     model = optimize_model(model, dtype="bfloat16", quantize="none")
 """
@@ -33,9 +34,10 @@ logger = logging.getLogger(__name__)
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 QUANTIZE = ("auto", "none", "int8")
-# Rows per call up to which `PackedOrInt8Linear` takes int8: a decoding batch up to twice the default
-# --max-batch-size (int8 and bf16 cross near 48 rows on an AMX Xeon); prompt passes have more.
-INT8_MAX_ROWS = 32
+# Rows per call up to which `PackedOrInt8Linear` takes its int8 weights: decoding steps of one to four users.
+# GPT-2 medium on an AMX Xeon, median step with / without the int8 copy: 50 / 69 ms at 1 row, 64 / 74 at 4,
+# 112 / 83 at 8 (docs/benchmarks.md, "int8 decoding steps"); prompt passes have more rows.
+INT8_MAX_ROWS = 4
 
 
 def _replace_modules(model: nn.Module, replacement: Callable[[nn.Module], nn.Module | None]) -> int:
@@ -89,29 +91,35 @@ class PackedLinear(nn.Module):
 
 
 class PackedOrInt8Linear(PackedLinear):
-    """A `PackedLinear` with a dynamic int8 copy of its weight, which serves calls of up to `INT8_MAX_ROWS` rows.
+    """A `PackedLinear` with an int8 copy of its weight, which serves calls of up to `INT8_MAX_ROWS` rows.
 
-    A decoding step (one row per user) reads every weight once per token, so it is bound by memory bandwidth,
-    and int8 reads half of bf16's bytes; a prompt pass has hundreds of rows, where AMX's bf16 tiles win.
-    Measured on an AMX Xeon, GPT-2 medium's four linears of a block: 0.80 ms int8 / 1.51 ms bf16 at 1 row,
-    1.53 / 1.61 at 16, 2.34 / 2.53 at 32, 4.12 / 3.33 at 64 (docs/benchmarks.md, "int8 decoding steps").
+    A decoding step of one or a few users reads every weight once per token, so it is bound by memory
+    bandwidth, and int8 reads half of bf16's bytes; a prompt pass has hundreds of rows, where AMX's bf16 tiles
+    win. The copy is weight-only (one scale per output row, activations stay bf16: a quarter of dynamic int8's
+    error, so greedy replies follow float32 as closely as bf16's do: 0.972 against 0.969 on a random GPT-2
+    medium, docs/benchmarks.md, "int8 decoding steps"). torch's weight-only kernel loses to packed bf16 past a
+    few rows (`INT8_MAX_ROWS`).
     """
 
     def __init__(self, linear: nn.Linear) -> None:
         super().__init__(linear)
-        float_linear = nn.Linear(linear.in_features, linear.out_features, bias=linear.bias is not None)
-        float_linear.load_state_dict({name: value.float() for name, value in linear.state_dict().items()})
-        self.int8 = torch.ao.quantization.quantize_dynamic(nn.Sequential(float_linear), {nn.Linear},
-                                                           dtype=torch.qint8)[0]
+        weight = linear.weight.detach().float()
+        scale = weight.abs().amax(dim=1).clamp(min=1e-12) / 127
+        int8 = torch.round(weight / scale[:, None]).clamp(-127, 127).to(torch.int8)
+        self.register_buffer("int8_weight", int8, persistent=False)
+        self.register_buffer("int8_scale", scale.to(linear.weight.dtype), persistent=False)
         self.int8_max_elements = INT8_MAX_ROWS * linear.in_features
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        if hidden.numel() <= self.int8_max_elements:
-            return self.int8(hidden.float()).to(hidden.dtype)
-        return super().forward(hidden)
+        if hidden.numel() > self.int8_max_elements:
+            return super().forward(hidden)
+        out = torch._weight_int8pack_mm(hidden.reshape(-1, self.in_features), self.int8_weight, self.int8_scale)
+        if self.bias is not None:
+            out += self.bias
+        return out.view(*hidden.shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, int8 up to {INT8_MAX_ROWS} rows"
+        return f"{super().extra_repr()}, int8 weights up to {INT8_MAX_ROWS} rows"
 
 
 def pack_bf16_linears(model: nn.Module, *, int8_steps: bool = False) -> int:
