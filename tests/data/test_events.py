@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -35,14 +38,14 @@ def test_parallel_reader_raises_the_workers_error(sample_export: Path, tmp_path:
         run_prepare(truncated, tmp_path / "out")
 
 
-@pytest.mark.parametrize(("cores", "load", "forks"), [({0}, 0.0, False), ({0, 1}, 0.0, True), ({0, 1}, 1.2, False),
+@pytest.mark.parametrize(("cores", "busy", "forks"), [({0}, 0.0, False), ({0, 1}, 0.0, True), ({0, 1}, 1.2, False),
                                                       ({0, 1, 2, 3}, 1.0, True)])
 def test_reader_process_only_with_a_second_idle_core(sample_export: Path, tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch, cores: set[int],
-                                                     load: float, forks: bool):
+                                                     busy: float, forks: bool):
     monkeypatch.setattr(prepare_module, "_PARALLEL_MIN_BYTES", 0)
     monkeypatch.setattr(prepare_module.os, "sched_getaffinity", lambda pid: cores)
-    monkeypatch.setattr(prepare_module.os, "getloadavg", lambda: (load, load, load))
+    monkeypatch.setattr(prepare_module, "_busy_cores", lambda cpus: busy)
     modes: list[bool] = []
     real = prepare_module.read_events
 
@@ -53,6 +56,20 @@ def test_reader_process_only_with_a_second_idle_core(sample_export: Path, tmp_pa
     monkeypatch.setattr(prepare_module, "read_events", record)
     run_prepare(sample_export, tmp_path / "out")
     assert modes == [forks]
+
+
+@pytest.mark.skipif(not Path("/proc/stat").is_file(), reason="needs Linux's /proc/stat")
+def test_busy_cores_sees_a_core_kept_busy() -> None:
+    cpus = os.sched_getaffinity(0)
+    idle = prepare_module._busy_cores(cpus)
+    assert 0 <= idle <= len(cpus)
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)  # the interpreter has started and spins
+        assert prepare_module._busy_cores(cpus) >= 0.7
+    finally:
+        spinner.kill()
+        spinner.wait()
 
 
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs os.sched_setaffinity (Linux)")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import gc
 import json
 import os
+import time
 from array import array
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -41,8 +42,10 @@ _PARALLEL_MIN_BYTES = 8 << 20  # below this, starting the reader process costs m
 # The reader process pays only on a second idle core: with the fast path the builder is the bottleneck, and
 # on one core (taskset -c 0, a one-CPU container) or a busy box the two processes only share time and add the
 # pipe's pickling (docs/benchmarks.md: 200,000 messages on a loaded 2-core box, 6.7-7.2 s CPU in one process vs
-# 6.9-8.6 s forked). "Idle" is the cores this process may use minus the 1-minute load average.
+# 6.9-8.6 s forked). "Idle" is the cores this process may use minus what other work keeps busy right now
+# (`_busy_cores`); on an idle 2-core box forking took 4.2-4.8 s wall against 5.3-5.8 s in one process.
 _PARALLEL_MIN_FREE_CORES = 1.5
+_BUSY_SAMPLE_S = 0.1  # how long `_busy_cores` watches the CPUs; prepare forks only for inputs of seconds
 _SPOOL = ".prepare-spool.jsonl"
 _BUFFER = 1 << 20  # bytes; the default 8 KB buffer costs a system call every ~20 samples
 # Every author's train-split replies, `{"speaker": author id, "text": reply}` per line: what the persona-fidelity
@@ -166,15 +169,44 @@ def _progress(settings: PrepareSettings, streams: list[ExportStream]) -> Iterato
 
 
 def _free_cores() -> float:
-    """Cores this process may run on (taskset, cpusets) that the system's recent load leaves idle."""
+    """Cores this process may run on (taskset, cpusets) that other work leaves idle now."""
     try:
-        usable = len(os.sched_getaffinity(0))
+        usable = os.sched_getaffinity(0)
     except AttributeError:  # macOS and Windows have no affinity call; all cores are usable there
-        usable = os.cpu_count() or 1
+        usable = set(range(os.cpu_count() or 1))
+    return len(usable) - _busy_cores(usable)
+
+
+def _busy_cores(cpus: set[int]) -> float:
+    """How many of `cpus` are busy: their non-idle share over `_BUSY_SAMPLE_S` (Linux `/proc/stat`), else the
+    1-minute load average, which lags: the command run just before still counts for a minute."""
     try:
-        return usable - os.getloadavg()[0]
-    except (AttributeError, OSError):  # no load average (Windows): count every usable core as idle
-        return float(usable)
+        before = _cpu_ticks(cpus)
+        time.sleep(_BUSY_SAMPLE_S)
+        after = _cpu_ticks(cpus)
+    except (OSError, ValueError):
+        try:
+            return os.getloadavg()[0]
+        except (AttributeError, OSError):  # no load average (Windows): count every usable core as idle
+            return 0.0
+    busy = 0.0
+    for cpu, (idle, total) in after.items():
+        elapsed = total - before[cpu][1]
+        busy += 1 - (idle - before[cpu][0]) / elapsed if elapsed > 0 else 0.0
+    return busy
+
+
+def _cpu_ticks(cpus: set[int]) -> dict[int, tuple[int, int]]:
+    """(idle, total) clock ticks so far of each of `cpus`, from `/proc/stat`."""
+    ticks = {}
+    for line in Path("/proc/stat").read_text(encoding="ascii").splitlines():
+        name, *fields = line.split()
+        if name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in cpus:
+            user, nice, system, idle, iowait, irq, softirq, steal = map(int, fields[:8])
+            ticks[int(name[3:])] = (idle + iowait, user + nice + system + idle + iowait + irq + softirq + steal)
+    if not ticks:
+        raise ValueError("no per-CPU lines in /proc/stat")
+    return ticks
 
 
 def _read(settings: PrepareSettings, streams: list[ExportStream], builder: DialogueBuilder, stats: Stats,
