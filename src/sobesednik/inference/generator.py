@@ -3,7 +3,8 @@
 It loads an exported MODEL_DIR or a RUN_DIR (base + LoRA adapter, merged as it loads), builds the prompt in the
 format its tokenizer carries (`modeling/formats.py`: the dialogue format or the base's native chat template; oldest
 turns dropped to fit the context window and the requested reply length), and decodes a batch of rows with its own
-loop over the KV cache (`kv_cache.py`): left padding, one sampling setting per row, and a row that has finished (the
+loop over the KV cache (`kv_cache.py`): the prompts in one pass as one row of tokens (`packing.py`), GPT-2's
+decoding steps as bare tensor ops (`gpt2_decode.py`), one sampling setting per row, and a row that has finished (the
 closing `@@ПЕРВЫЙ@@` or end-of-turn token, EOS, a stop string, its token limit, its client gone) leaves the batch at
 once so it stops costing compute. Between two tokens, rows of new requests may join the running batch (continuous
 batching: `admit`), so a request never waits for a whole batch to finish. A reply that comes out empty is resampled
