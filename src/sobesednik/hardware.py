@@ -67,7 +67,7 @@ class ServingPath:
     dtype: str  # float32 / bfloat16 / float16
     quantize: str  # none / int8
     pack_bf16: bool
-    int8_steps: bool = False  # packed bf16 for prompt passes, a dynamic int8 copy for decoding steps
+    int8_steps: bool = False  # packed bf16 for prompt passes, a weight-only int8 copy for small decoding steps
 
     def describe(self) -> str:
         packing = ", packed for oneDNN" if self.pack_bf16 else ""

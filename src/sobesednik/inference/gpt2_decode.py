@@ -56,9 +56,8 @@ class GPT2Decoder:
         """A decoder for `model`, or None where `transformers`' forward must run (see the module docstring)."""
         from transformers import GPT2LMHeadModel
 
-        config = getattr(model, "config", None)
-        if (type(model) is not GPT2LMHeadModel or model.training or config.add_cross_attention
-                or config.reorder_and_upcast_attn):
+        if (type(model) is not GPT2LMHeadModel or model.training or model.config.add_cross_attention
+                or model.config.reorder_and_upcast_attn):
             return None
         return cls(model)
 

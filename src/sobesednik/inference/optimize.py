@@ -95,7 +95,7 @@ class PackedOrInt8Linear(PackedLinear):
 
     A decoding step of one or a few users reads every weight once per token, so it is bound by memory
     bandwidth, and int8 reads half of bf16's bytes; a prompt pass has hundreds of rows, where AMX's bf16 tiles
-    win. The copy is weight-only (one scale per output row, activations stay bf16: a quarter of dynamic int8's
+    win. The copy is weight-only (one scale per output row, activations stay bf16: a third of dynamic int8's
     error, so greedy replies follow float32 as closely as bf16's do: 0.972 against 0.969 on a random GPT-2
     medium, docs/benchmarks.md, "int8 decoding steps"). torch's weight-only kernel loses to packed bf16 past a
     few rows (`INT8_MAX_ROWS`).
