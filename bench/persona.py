@@ -135,6 +135,8 @@ def _flag(text: str) -> tuple[str, object]:
 
 
 def main() -> None:
+    from sobesednik.hardware import probe, training_precision
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, nargs="+", default=[1500, 10000],
                         help="generated messages per chat (the hand-written fortnight's 466 come on top)")
@@ -146,6 +148,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     variants = ["", *(args.variant if args.variant is not None else ["learning_rate=2e-4,min_steps=0"])]
+    print(f"{probe().describe()}: trains in {training_precision('auto')}", flush=True)
 
     rows = []
     for messages in args.messages:

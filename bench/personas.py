@@ -40,6 +40,7 @@ def main() -> None:
     from sobesednik.data.prepare import prepare
     from sobesednik.data.settings import PrepareSettings
     from sobesednik.dialogue import data_file, read_jsonl
+    from sobesednik.hardware import probe, serving_path
     from sobesednik.training.pretrain import build_tiny_base
     from sobesednik.training.settings import TinyModelSettings, TrainSettings
     from sobesednik.training.train import train
@@ -50,6 +51,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7, help="seed of the held-out chat (the shipped one is 20240301)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
+    print(f"{probe().describe()}: serves {serving_path('auto', 'auto').describe()}", flush=True)
     with TemporaryDirectory(prefix="personas-") as tmp:
         work = Path(tmp)
         export = work / "result.json"

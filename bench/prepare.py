@@ -212,12 +212,16 @@ def _best(runs: list[tuple[float, float, float]]) -> tuple[float, float, float]:
     return min(walls), min(cpus), max(peaks)
 
 
-def _cpu_model() -> str:
-    try:
-        lines = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout.splitlines()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown CPU (no lscpu)"
-    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("Model name")), "unknown CPU")
+def _machine(messages: int) -> str:
+    """The CPU, its class and how `prepare` would read `messages` here now, asked in a subprocess: a child's peak
+    RSS (`ru_maxrss`) starts at its parent's, so this process must stay small (no torch, no sobesednik)."""
+    script = ("import sys; from sobesednik.hardware import probe; "
+              "from sobesednik.data.prepare import reads_in_parallel; "
+              "parallel = reads_in_parallel(int(sys.argv[1]) * 400);"  # ~400 bytes per message in these exports
+              "print(probe().describe() + '; prepare reads in ' + ('a forked reader process' if parallel else "
+              "'one process') + ' now')")
+    return subprocess.run([sys.executable, "-c", script, str(messages)], capture_output=True, text=True,
+                          check=True).stdout.strip()
 
 
 def _samples(out: Path) -> int:
@@ -245,7 +249,7 @@ def main() -> None:
     if args.cores:  # children inherit the affinity, so both sides see only these cores
         os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[: args.cores])
     cores = len(os.sched_getaffinity(0))
-    print(f"CPU: {_cpu_model()}; {cores} core(s) usable, load average {os.getloadavg()[0]:.1f} at the start")
+    print(f"{_machine(messages)}; {cores} core(s) usable, load average {os.getloadavg()[0]:.1f} at the start")
 
     work = Path(tempfile.mkdtemp(prefix="sobesednik-bench-", dir="/tmp"))
     rows = []

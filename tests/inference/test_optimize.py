@@ -14,7 +14,7 @@ import torch
 from agreement import top1_agreement
 from sobesednik.dialogue import render, render_reply
 from sobesednik.errors import ConfigError
-from sobesednik.hardware import probe
+from sobesednik.hardware import probe, serving_path
 from sobesednik.inference.generator import Generator, Row
 from sobesednik.inference.optimize import (
     INT8_MAX_ROWS,
@@ -226,7 +226,9 @@ def test_int8_steps_serve_small_calls_and_bf16_the_prompt_passes() -> None:
     assert torch.equal(both(prompt), packed(prompt))
 
 
-@needs_onednn_bf16
+@pytest.mark.skipif(not serving_path("auto", "auto").pack_bf16,
+                    reason=f"auto packs bf16 only with native bf16 and oneDNN's bf16 linear; this CPU is "
+                           f"{probe().cpu_class}")
 def test_auto_where_bf16_is_packed_gives_every_linear_an_int8_copy(tiny_model_dir: Path) -> None:
     model = Generator.load(tiny_model_dir, dtype="auto", quantize="auto").model
     linears = [m for m in model.modules() if isinstance(m, PackedLinear)]

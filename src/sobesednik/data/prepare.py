@@ -168,6 +168,12 @@ def _progress(settings: PrepareSettings, streams: list[ExportStream]) -> Iterato
         yield lambda size: progress.advance(task, size)
 
 
+def reads_in_parallel(total_bytes: int) -> bool:
+    """Whether `prepare` reads exports of `total_bytes` in a forked reader process here, now (see
+    `_PARALLEL_MIN_FREE_CORES`)."""
+    return total_bytes >= _PARALLEL_MIN_BYTES and _free_cores() >= _PARALLEL_MIN_FREE_CORES
+
+
 def _free_cores() -> float:
     """Cores this process may run on (taskset, cpusets) that other work leaves idle now."""
     try:
@@ -211,8 +217,7 @@ def _cpu_ticks(cpus: set[int]) -> dict[int, tuple[int, int]]:
 
 def _read(settings: PrepareSettings, streams: list[ExportStream], builder: DialogueBuilder, stats: Stats,
           on_bytes: Callable[[int], None] | None) -> None:
-    total = sum(stream.path.stat().st_size for stream in streams)
-    parallel = total >= _PARALLEL_MIN_BYTES and _free_cores() >= _PARALLEL_MIN_FREE_CORES
+    parallel = reads_in_parallel(sum(stream.path.stat().st_size for stream in streams))
     chat_names: list[str] = []
     selected = False
     kept = 0  # counted here and added once: an attribute update per message costs more than the rest of this loop
