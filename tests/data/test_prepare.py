@@ -246,3 +246,13 @@ def test_one_huge_message_costs_memory_of_its_size_not_twenty_times_it(make_expo
     assert stats["dropped"]["reply_too_long"] == 1  # the huge reply, cut while reading, still counts as too long
     replies = [row["messages"][-1]["content"] for row in read_jsonl(tmp_path / "big" / "train.jsonl")]
     assert replies == ["коротко", "и ещё"]  # "ответ на длинное" answers the huge turn only: context too long
+
+
+def test_a_reply_too_short_alone_counts_when_its_turn_is_long_enough(make_export: Callable[..., Path], tmp_path: Path):
+    # The reader judges each message as a reply by itself; a turn that several messages make is judged as a whole.
+    path = make_export([msg(1, "usera", "как дела у тебя", minute=0), msg(2, "userb", "да", minute=1),
+                        msg(3, "usera", "а завтра?", minute=2), msg(4, "userb", "ну", minute=3),
+                        msg(5, "userb", "да", minute=3.1)])
+    stats = run_prepare(path, tmp_path / "data", min_chars=5)
+    assert stats["dropped"]["reply_too_short"] == 1
+    assert sorted(row["messages"][-1]["content"] for row in all_samples(tmp_path / "data")) == ["а завтра?", "ну\nда"]

@@ -8,8 +8,9 @@ Events: `("chat", ChatInfo, selected)` when a chat starts, `("messages", [Messag
 `reply_to_message_id` of a skipped forward, which ends a conversation), `("end", stream_index, sha256)` when a
 file is read to its end.
 
-Parsing and normalising (msgspec or ijson + `normalise_message`) take a third of `prepare`'s CPU time, the dialogue
-builder and the writer the rest, so with `parallel=True` a forked worker parses while the main process builds;
+Parsing and normalising (msgspec or ijson + `normalise_message`, and the reply filters' verdict on each text) take a
+third of `prepare`'s CPU time, the dialogue builder and the writer the rest, so with `parallel=True` a forked worker
+parses while the main process builds;
 batches of events cross a pipe (pickled, ~15% extra CPU). That pays off when a second core is free; on a box
 whose cores are already busy, or on one core, it does not (docs/benchmarks.md has both measurements), so
 `prepare` asks for it only when a second usable core is idle (`prepare._PARALLEL_MIN_FREE_CORES`). The worker
@@ -25,6 +26,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any, Literal
 
+from sobesednik.data.filters import reply_drop_reason
 from sobesednik.data.settings import PrepareSettings
 from sobesednik.data.telegram_export import ChatInfo, ExportStream, Message, kept_chars, normalise_message
 
@@ -45,7 +47,8 @@ def _chat_selected(chat: ChatInfo, wanted: list[str]) -> bool:
 def _events(streams: list[ExportStream], settings: PrepareSettings, quirks: Counter[str]) -> Iterator[Event]:
     # Plain keywords rather than `**options`: that built a dict per message.
     mask_pii, keep_forwarded, keep_via_bot = settings.mask_pii, settings.keep_forwarded, settings.keep_via_bot
-    keep = kept_chars(settings.max_chars)
+    min_chars, max_chars = settings.min_chars, settings.max_chars
+    keep = kept_chars(max_chars)
     for index, stream in enumerate(streams):
         current: ChatInfo | None = None
         selected = False
@@ -76,6 +79,7 @@ def _events(streams: list[ExportStream], settings: PrepareSettings, quirks: Coun
                     yield ("skip", message, extra)
                     continue
                 last_date = message.date
+                message.drop_reason = reply_drop_reason(message.text, min_chars=min_chars, max_chars=max_chars)
                 run.append(message)
             if run:
                 yield ("messages", run)

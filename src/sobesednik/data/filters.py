@@ -41,6 +41,9 @@ SAMPLE_DROP_REASONS = {
     "not_speaker": "reply by someone other than --speaker",
 }
 
+# A `drop_reason` not computed yet (`telegram_export.Message`, `threads.Candidate`): `reply_drop_reason` decides.
+UNCHECKED = ""
+
 _WORD = re.compile(r"\w")
 _URL = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
 

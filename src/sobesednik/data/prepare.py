@@ -28,7 +28,7 @@ import orjson
 
 from sobesednik import __version__
 from sobesednik.data.events import read_events
-from sobesednik.data.filters import Deduplicator, reply_drop_reason, trim_context
+from sobesednik.data.filters import UNCHECKED, Deduplicator, reply_drop_reason, trim_context
 from sobesednik.data.privacy import NameMasker
 from sobesednik.data.settings import PrepareSettings
 from sobesednik.data.split import SPLITS, Groups, assign_splits
@@ -109,7 +109,9 @@ def _sample_sink(settings: PrepareSettings, stats: Stats, spool: _Spool) -> Call
                 return
             texts = [text for _, text, _ in context]
         reply = candidate.reply
-        reason = reply_drop_reason(reply, min_chars=min_chars, max_chars=max_chars)
+        reason = candidate.reply_drop_reason
+        if reason == UNCHECKED:
+            reason = reply_drop_reason(reply, min_chars=min_chars, max_chars=max_chars)
         if reason is not None:
             stats.dropped[reason] += 1
             return

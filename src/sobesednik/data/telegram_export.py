@@ -32,6 +32,7 @@ from ijson.common import ObjectBuilder
 
 from sobesednik.data import json_events
 from sobesednik.data.fast_path import NotFast, fast_messages
+from sobesednik.data.filters import UNCHECKED
 from sobesednik.data.privacy import ENTITY_PLACEHOLDERS, mask_text
 from sobesednik.data.raw_message import UNSET, RawMessage, has_media, raw_item
 from sobesednik.errors import ExportFormatError
@@ -63,6 +64,9 @@ class Message(msgspec.Struct, gc=False):  # a Struct: built per message, at a fi
     date: int  # unix seconds
     text: str
     reply_to: int  # 0 when the message is not a reply
+    # Why `text` cannot be a sample's reply (`filters.reply_drop_reason`), None when it can: checked where the export
+    # is read, which is the forked reader process on an idle second core (`events.py`), not the builder's.
+    drop_reason: str | None = UNCHECKED
 
 
 def _fix_escapes(match: re.Match[bytes]) -> bytes:

@@ -34,6 +34,7 @@ from typing import Any
 
 import msgspec
 
+from sobesednik.data.filters import UNCHECKED
 from sobesednik.data.settings import PrepareSettings
 from sobesednik.data.split import Groups
 from sobesednik.data.stats import Stats
@@ -48,6 +49,7 @@ class Candidate(msgspec.Struct, gc=False):  # gc=False: these records never form
     context: list[tuple[str, str, list[int]]]  # (role, text, message ids), oldest first, roles alternate
     reply: str
     reply_ids: list[int]
+    reply_drop_reason: str | None  # of a one-message reply, its message's `drop_reason`; else `filters.UNCHECKED`
     author: str
     chat_id: int | str
     thread: int  # id of the first message of the reply chain or conversation
@@ -78,6 +80,7 @@ class _Turn(msgspec.Struct, gc=False):
     ids: list[int]
     date: int  # of the turn's last message
     reply_to: Key
+    drop_reason: str | None  # the first message's; `filters.UNCHECKED` once a second one joins
 
 
 class _Conversation:
@@ -164,9 +167,11 @@ class DialogueBuilder:
             turn.texts.append(message.text)
             turn.ids.append(message.id)
             turn.date = message.date
+            turn.drop_reason = UNCHECKED
         else:
             self._close(conversation)
-            conversation.open = _Turn(author, [message.text], [message.id], message.date, reply_to)
+            conversation.open = _Turn(author, [message.text], [message.id], message.date, reply_to,
+                                      message.drop_reason)
         self._store[key] = _Stored(message.id, author, message.text, conversation.group, reply_to, topic)
 
     def finish(self) -> None:
@@ -209,8 +214,8 @@ class DialogueBuilder:
         elif raw[-1][0] == turn.author:
             self._stats.dropped["follows_own_turn"] += 1
         else:
-            self._sink(Candidate(_context(raw, turn.author), text, turn.ids, turn.author, self._chat_id, thread,
-                                 conversation.group, turn.date))
+            self._sink(Candidate(_context(raw, turn.author), text, turn.ids, turn.drop_reason, turn.author,
+                                 self._chat_id, thread, conversation.group, turn.date))
         conversation.turns.append((turn.author, text, turn.ids))
 
     def _reply_chain(self, target: Key, group: int) -> tuple[list[tuple[str, str, list[int]]], int]:
