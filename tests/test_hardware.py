@@ -82,6 +82,21 @@ def test_serving_path_on_avx2(force_cpu_class: Callable[[str], None], dtype: str
     assert (path.dtype, path.quantize, path.pack_bf16) == expected
 
 
+@pytest.mark.parametrize(("dtype", "quantize", "expected"), [
+    ("auto", "auto", ("float32", "int8", False, False)),  # oneDNN only emulates bf16 here: slower than int8
+    ("bfloat16", "auto", ("bfloat16", "none", True, True)),  # asked for: oneDNN's (emulated) bf16 linear runs
+])
+def test_serving_path_on_avx512_without_bf16(force_cpu_class: Callable[[str], None], dtype: str, quantize: str,
+                                             expected: tuple[str, str, bool, bool]) -> None:
+    if probe().cpu_class not in ("avx512", "avx512_bf16", "amx"):
+        pytest.skip(f"needs an x86 CPU with AVX-512 to emulate the avx512 class; this one is {probe().cpu_class}")
+    force_cpu_class("avx512")
+    capabilities = probe()
+    assert capabilities.cpu_class == "avx512" and not capabilities.native_bf16
+    path = serving_path(dtype, quantize)
+    assert (path.dtype, path.quantize, path.pack_bf16, path.int8_steps) == expected
+
+
 def test_serving_path_where_bf16_is_native() -> None:
     if not probe().native_bf16:
         pytest.skip(f"needs a CPU with native bf16 (AMX, AVX512-BF16 or ARM BF16); this one is {probe().cpu_class}")
