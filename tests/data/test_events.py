@@ -45,7 +45,8 @@ def test_reader_process_only_with_a_second_idle_core(sample_export: Path, tmp_pa
                                                      busy: float, forks: bool):
     monkeypatch.setattr(prepare_module, "_PARALLEL_MIN_BYTES", 0)
     monkeypatch.setattr(prepare_module.os, "sched_getaffinity", lambda pid: cores)
-    monkeypatch.setattr(prepare_module, "_busy_cores", lambda cpus: busy)
+    watched: list[set[int]] = []
+    monkeypatch.setattr(prepare_module, "_busy_cores", lambda cpus: watched.append(cpus) or busy)
     modes: list[bool] = []
     real = prepare_module.read_events
 
@@ -56,6 +57,7 @@ def test_reader_process_only_with_a_second_idle_core(sample_export: Path, tmp_pa
     monkeypatch.setattr(prepare_module, "read_events", record)
     run_prepare(sample_export, tmp_path / "out")
     assert modes == [forks]
+    assert watched == ([cores] if len(cores) > 1 else [])  # one core is not worth watching
 
 
 @pytest.mark.skipif(not Path("/proc/stat").is_file(), reason="needs Linux's /proc/stat")

@@ -173,16 +173,20 @@ def _progress(settings: PrepareSettings, streams: list[ExportStream]) -> Iterato
 def reads_in_parallel(total_bytes: int) -> bool:
     """Whether `prepare` reads exports of `total_bytes` in a forked reader process here, now (see
     `_PARALLEL_MIN_FREE_CORES`)."""
-    return total_bytes >= _PARALLEL_MIN_BYTES and _free_cores() >= _PARALLEL_MIN_FREE_CORES
+    if total_bytes < _PARALLEL_MIN_BYTES:
+        return False
+    usable = _usable_cores()
+    # Fewer usable cores than that can never be idle enough: no need to watch them for `_BUSY_SAMPLE_S`.
+    return (len(usable) >= _PARALLEL_MIN_FREE_CORES
+            and len(usable) - _busy_cores(usable) >= _PARALLEL_MIN_FREE_CORES)
 
 
-def _free_cores() -> float:
-    """Cores this process may run on (taskset, cpusets) that other work leaves idle now."""
+def _usable_cores() -> set[int]:
+    """The cores this process may run on (taskset, cpusets)."""
     try:
-        usable = os.sched_getaffinity(0)
+        return os.sched_getaffinity(0)
     except AttributeError:  # macOS and Windows have no affinity call; all cores are usable there
-        usable = set(range(os.cpu_count() or 1))
-    return len(usable) - _busy_cores(usable)
+        return set(range(os.cpu_count() or 1))
 
 
 def _busy_cores(cpus: set[int]) -> float:
