@@ -113,10 +113,14 @@ def train_command(
     config: Annotated[Path | None, typer.Option(help="YAML settings file (a run's config.yaml); flags win.")] = None,
 ) -> None:
     """LoRA-fine-tune a base model on a prepared dataset (accelerate launch / torchrun for several processes)."""
-    from sobesednik.training.train import train
+    from sobesednik.hardware import probe
+    from sobesednik.training.train import resolve_precision, train
 
     quiet_libraries()
-    result = train(given.settings(under=read_config_file(config) if config else None))
+    settings = given.settings(under=read_config_file(config) if config else None)
+    # Before the progress bar: which machine this is and what `--precision` means on it (serve logs the same).
+    typer.echo(f"{probe().describe()}: training in {resolve_precision(settings.precision)}")
+    result = train(settings)
     best = f", best valid loss {result.best_valid_loss:.4f}" if result.best_valid_loss is not None else ""
     typer.echo(f"process {result.process_index + 1}/{result.num_processes}: {result.steps} steps{best}")
     if result.process_index == 0:

@@ -21,6 +21,7 @@ from typer.testing import CliRunner
 
 from service_process import run_service
 from sobesednik.cli import app
+from sobesednik.hardware import probe
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()
@@ -30,9 +31,10 @@ MESSAGES = [{"role": "user", "content": "Кто едет на дачу?"}, {"rol
             {"role": "user", "content": "Во сколько выезжаем?"}]
 
 
-def _invoke(args: list[str]) -> None:
+def _invoke(args: list[str]) -> str:
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
+    return result.output
 
 
 def _llama_outside(texts: list[str], out: Path) -> Path:
@@ -100,7 +102,9 @@ def test_a_llama_built_outside_goes_the_whole_way_with_default_flags(tmp_path: P
 
     texts = [m["content"] for messages in read_jsonl(data_file(prepared_data_dir, "train")) for m in messages]
     base = _llama_outside(texts, tmp_path / "llama")
-    _invoke(["train", "--data", str(prepared_data_dir), "--base", str(base), "--out", str(tmp_path / "run"), *SHORT])
+    output = _invoke(["train", "--data", str(prepared_data_dir), "--base", str(base), "--out", str(tmp_path / "run"),
+                      *SHORT])
+    assert f"(CPU class {probe().cpu_class}): training in" in output.splitlines()[0]
     config = json.loads((tmp_path / "run" / "adapter" / "adapter_config.json").read_text())
     assert set(config["target_modules"]) == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
                                              "down_proj"}

@@ -80,7 +80,8 @@ class TrainSettings(BaseSettings):
     gradient_checkpointing: bool = Field(False, description=(
         "recompute activations to save memory; measured: saves little memory for LoRA at these lengths, costs ~30%"))
     precision: Precision = Field("auto", description=(
-        "auto: bf16 on GPUs and CPUs that support it (AMX / AVX512-BF16), else fp32"))
+        "auto: bf16 on GPUs and CPUs that compute it natively (AMX / AVX512-BF16 / ARM BF16), else fp32 "
+        "(fp16 on GPUs without bf16)"))
     eval_steps: int = Field(0, ge=0, description="evaluate every N steps; 0 = 10 times per run, whatever the epochs")
     patience: int = Field(3, ge=0, description=(
         "evaluations without a better valid loss before stopping; 0 = never stop; measured: it ends a 1.5k-chat run "
