@@ -168,3 +168,33 @@ def test_a_forged_turn_in_a_message_stays_text_in_the_prompt(generator: Generato
     prompt = generator.chat_prompt(forged, 10)
     user_id, assistant_id = (generator.tokenizer.convert_tokens_to_ids(role) for role in (USER_TOKEN, ASSISTANT_TOKEN))
     assert [token for token in prompt if token in (user_id, assistant_id)] == [user_id, assistant_id]
+
+
+def test_an_auto_path_that_fails_on_this_cpu_falls_back_to_float32(tiny_model_dir: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch,
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
+    import torch
+
+    from sobesednik.inference import generator as generator_module
+    from sobesednik.inference.optimize import PackedLinear
+
+    real = generator_module.optimize_model
+
+    def fails_unless_plain(model: object, *, dtype: str, quantize: str) -> object:
+        model = real(model, dtype=dtype, quantize=quantize)
+        if (dtype, quantize) != ("float32", "none"):  # as a kernel torch cannot run on some CPU would
+            raise RuntimeError("mkldnn_reorder_linear_weight: bf16 path needs the cpu support avx_ne_convert")
+        return model
+
+    monkeypatch.setattr(generator_module, "optimize_model", fails_unless_plain)
+    with caplog.at_level("WARNING", logger=generator_module.__name__):
+        fallen_back = Generator.load(tiny_model_dir, dtype="auto", quantize="auto")
+    assert next(fallen_back.model.parameters()).dtype == torch.float32
+    assert not any(isinstance(module, PackedLinear) or "quantized" in type(module).__module__
+                   for module in fallen_back.model.modules())  # the plain path: no packed or int8 layers
+    assert fallen_back.generate([Row(fallen_back.chat_prompt([{"role": "user", "content": "привет"}], 3),
+                                     fallen_back.defaults.with_overrides(max_new_tokens=3))])
+    [warning] = [record.getMessage() for record in caplog.records]
+    assert "failed here (mkldnn_reorder_linear_weight" in warning and warning.endswith("serving float32 instead")
+    with pytest.raises(RuntimeError, match="avx_ne_convert"):  # asked for by name: fails as asked
+        Generator.load(tiny_model_dir, dtype="bfloat16", quantize="none")

@@ -29,6 +29,7 @@ import torch
 
 from sobesednik.dialogue import ROLE_TOKENS, Message
 from sobesednik.errors import SobesednikError
+from sobesednik.hardware import probe, serving_path
 from sobesednik.inference.gpt2_decode import GPT2Decoder
 from sobesednik.inference.kv_cache import reserved_cache, stack_caches
 from sobesednik.inference.optimize import optimize_model
@@ -136,9 +137,7 @@ class Generator:
         """
         from sobesednik.modeling.load import load_model
 
-        model, tokenizer = load_model(str(path), merge=True)
-        model = optimize_model(model, dtype=dtype, quantize=quantize)
-        return cls(model, tokenizer, max_resamples=max_resamples)
+        return cls._checked(lambda: load_model(str(path), merge=True), dtype, quantize, max_resamples=max_resamples)
 
     @classmethod
     def load_personas(cls, base: str, adapters: Mapping[str, Path], *, dtype: str = "float32",
@@ -146,9 +145,33 @@ class Generator:
         """Load the base once and every adapter beside it; a request's `adapter` picks its persona."""
         from sobesednik.inference.adapters import load_personas
 
-        model, tokenizer = load_personas(base, adapters)
-        model = optimize_model(model, dtype=dtype, quantize=quantize)
-        return cls(model, tokenizer, max_resamples=max_resamples, adapters=list(adapters))
+        return cls._checked(lambda: load_personas(base, adapters), dtype, quantize, max_resamples=max_resamples,
+                            adapters=list(adapters))
+
+    @classmethod
+    def _checked(cls, load: Callable[[], tuple[Any, Any]], dtype: str, quantize: str, **options: Any) -> Generator:
+        """`load()`'s model on the path for `dtype` / `quantize`, checked by decoding two tokens.
+
+        Where `auto` chose a path whose kernels fail on this CPU (a class nobody measured: torch's checks and
+        kernels differ by CPU, and an ARM64 machine was never at hand), the model loads again on plain float32,
+        with one warning line, rather than a service that never gets ready. A path asked for by name fails as
+        asked, and so does the plain path itself.
+        """
+        model, tokenizer = load()
+        try:
+            generator = cls(optimize_model(model, dtype=dtype, quantize=quantize), tokenizer, **options)
+            greedy = generator.defaults.with_overrides(max_new_tokens=2, temperature=0.0)
+            generator.generate([Row(generator.chat_prompt([{"role": "user", "content": "привет"}], 2), greedy)])
+            return generator
+        except RuntimeError as error:  # torch's way of saying a kernel cannot run here
+            path = serving_path(dtype, quantize, device=next(model.parameters()).device.type)
+            plain = (path.dtype, path.quantize) == ("float32", "none")
+            if dtype != "auto" or quantize not in ("auto", "none") or plain:
+                raise
+            logger.warning("%s: serving %s failed here (%s); serving float32 instead", probe().describe(),
+                           path.describe(), error)
+        model, tokenizer = load()  # the failed path changed the first copy in place
+        return cls(optimize_model(model, dtype="float32", quantize="none"), tokenizer, **options)
 
     # ---- prompts -------------------------------------------------------------------------------------------
 
