@@ -161,7 +161,7 @@ class Generator:
         try:
             generator = cls(optimize_model(model, dtype=dtype, quantize=quantize), tokenizer, **options)
             greedy = generator.defaults.with_overrides(max_new_tokens=2, temperature=0.0)
-            generator.generate([Row(generator.chat_prompt([{"role": "user", "content": "привет"}], 2), greedy)])
+            generator.generate([Row(generator.text_prompt("привет", 2), greedy)])  # the kernels, not the format
             return generator
         except RuntimeError as error:  # torch's way of saying a kernel cannot run here
             path = serving_path(dtype, quantize, device=next(model.parameters()).device.type)
