@@ -170,7 +170,8 @@ class Generator:
                 raise
             logger.warning("%s: serving %s failed here (%s); serving float32 instead", probe().describe(),
                            path.describe(), error)
-        model, tokenizer = load()  # the failed path changed the first copy in place
+        model = generator = None  # the failed copy (changed in place) goes before a fresh one loads: peak memory
+        model, tokenizer = load()
         return cls(optimize_model(model, dtype="float32", quantize="none"), tokenizer, **options)
 
     # ---- prompts -------------------------------------------------------------------------------------------
