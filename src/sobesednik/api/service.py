@@ -17,7 +17,7 @@ from sobesednik.api.serving import Serving
 from sobesednik.api.settings import ApiSettings
 from sobesednik.errors import SobesednikError
 from sobesednik.inference.batcher import Batcher
-from sobesednik.inference.generator import Generator, Row
+from sobesednik.inference.generator import Generator
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ class Service:
         return self.serving is not None
 
     async def start(self, stack: contextlib.AsyncExitStack, generator: Generator | None) -> None:
-        """Load the model (unless given), generate one token to warm it up, then start batching."""
+        """Load the model (which warms it up: `Generator.warm_up`) or warm up the one given, then start batching."""
         # Loading, warm-up and every batch run on this one thread (see Batcher).
         executor = ThreadPoolExecutor(1, thread_name_prefix="sobesednik-generate")
         stack.callback(executor.shutdown, wait=False)
@@ -43,11 +43,8 @@ class Service:
         try:
             if generator is None:
                 generator = await loop.run_in_executor(executor, self._load)
-            warmup = generator.defaults.with_overrides(max_new_tokens=1, temperature=0.0)
-            prompt = generator.chat_prompt([{"role": "user", "content": "привет"}], 1)
-            # One row per persona and the base, in one mixed batch: what every later batch does.
-            rows = [Row(prompt, warmup, adapter=adapter) for adapter in (None, *generator.adapters)]
-            await loop.run_in_executor(executor, generator.generate, rows)
+            else:
+                await loop.run_in_executor(executor, generator.warm_up)
         except Exception as error:  # any failure must show in /readyz, not leave it "loading" forever
             self.load_error = str(error) if isinstance(error, SobesednikError) else f"{type(error).__name__}: {error}"
             logger.error("cannot load the model: %s", self.load_error, exc_info=not isinstance(error, SobesednikError))

@@ -150,7 +150,7 @@ class Generator:
 
     @classmethod
     def _checked(cls, load: Callable[[], tuple[Any, Any]], dtype: str, quantize: str, **options: Any) -> Generator:
-        """`load()`'s model on the path for `dtype` / `quantize`, checked by decoding two tokens.
+        """`load()`'s model on the path for `dtype` / `quantize`, checked by `warm_up`.
 
         Where `auto` chose a path whose kernels fail on this CPU (a class nobody measured: torch's checks and
         kernels differ by CPU, and an ARM64 machine was never at hand), the model loads again on plain float32,
@@ -160,8 +160,7 @@ class Generator:
         model, tokenizer = load()
         try:
             generator = cls(optimize_model(model, dtype=dtype, quantize=quantize), tokenizer, **options)
-            greedy = generator.defaults.with_overrides(max_new_tokens=2, temperature=0.0)
-            generator.generate([Row(generator.text_prompt("привет", 2), greedy)])  # the kernels, not the format
+            generator.warm_up()
             return generator
         except RuntimeError as error:  # torch's way of saying a kernel cannot run here
             path = serving_path(dtype, quantize, device=next(model.parameters()).device.type)
@@ -173,6 +172,13 @@ class Generator:
         model = generator = None  # the failed copy (changed in place) goes before a fresh one loads: peak memory
         model, tokenizer = load()
         return cls(optimize_model(model, dtype="float32", quantize="none"), tokenizer, **options)
+
+    def warm_up(self) -> None:
+        """Decode two greedy tokens (a prompt pass and a decoding step) for the base and every persona in one
+        mixed batch, as every later batch runs; a kernel that cannot run here raises now, not on a request."""
+        greedy = self.defaults.with_overrides(max_new_tokens=2, temperature=0.0)
+        prompt = self.text_prompt("привет", 2)  # the kernels are what it checks, not the chat format
+        self.generate([Row(prompt, greedy, adapter=adapter) for adapter in (None, *self.adapters)])
 
     # ---- prompts -------------------------------------------------------------------------------------------
 
