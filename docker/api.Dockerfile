@@ -24,7 +24,11 @@ COPY src ./src
 RUN pip install --no-deps .
 
 FROM ${PYTHON_IMAGE} AS runtime
-RUN useradd --create-home --uid 10001 sobesednik
+# gcc builds the int8 decoding kernel for the CPU the container runs on, at its first start (into the user's
+# ~/.cache/sobesednik); without it decoding steps fall back to torch's slower kernel.
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --create-home --uid 10001 sobesednik
 COPY --from=builder /opt/venv /opt/venv
 # The model comes from the volume, never from the network.
 ENV PATH=/opt/venv/bin:$PATH \

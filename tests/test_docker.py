@@ -141,6 +141,11 @@ def test_dependencies_install_before_the_source_is_copied(image: str):
     assert installs[0] < copy_src, "the dependency layer must come before COPY src"
 
 
+def test_api_image_can_build_the_int8_kernel_where_it_runs():
+    runs = " ".join(c.value[0] for c in final_stage(instructions(DOCKERFILES["api"])) if c.cmd == "RUN")
+    assert "gcc" in runs, "without a C compiler the service decodes on torch's slower int8 kernel"
+
+
 def test_bot_image_installs_no_torch():
     commands = instructions(DOCKERFILES["bot"])
     runs = " ".join(c.value[0] for c in commands if c.cmd == "RUN")

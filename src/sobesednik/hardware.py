@@ -49,6 +49,7 @@ class Capabilities:
     cuda_bf16: bool
     onednn_bf16: bool  # oneDNN's packed bf16 linear runs here (torch's check, capped by the class)
     int8: bool  # a dynamic-int8 engine exists for this CPU (fbgemm/x86 on AVX2+, qnnpack on arm64)
+    int8_kernel_isa: str | None = None  # the variant of our int8 decoding kernel this CPU runs (`int8_kernel_isa`)
 
     @property
     def native_bf16(self) -> bool:
@@ -118,6 +119,20 @@ def _cpuinfo() -> tuple[str, set[str]]:
     return model or platform.processor() or platform.machine(), flags
 
 
+def int8_kernel_isa(cpu_class: str, flags: set[str]) -> str | None:
+    """The `inference/int8_kernel.py` variant for a CPU of this class and `/proc/cpuinfo` flags, or None.
+
+    From the class, so that a capped class builds the kernel it names; VNNI (the multiply-add of int16 pairs in one
+    instruction) from the flags: Cascade Lake and later Xeons and Zen 4 have it with AVX-512, Alder Lake and later
+    client CPUs with AVX2 (AVX-VNNI). ARM64 keeps torch's kernels (no machine here to measure one on).
+    """
+    if cpu_class in ("avx512", "avx512_bf16", "amx"):
+        return "avx512-vnni" if "avx512_vnni" in flags else "avx512"
+    if cpu_class == "avx2":
+        return "avx2-vnni" if "avx_vnni" in flags else "avx2"
+    return None
+
+
 @functools.cache
 def probe() -> Capabilities:
     """Probe this machine once per process (see the module docstring for what decides each field)."""
@@ -134,7 +149,8 @@ def probe() -> Capabilities:
     int8 = ((cpu_class in ARM_CLASSES and "qnnpack" in engines)
             or (cpu_class in X86_CLASSES[1:] and bool({"fbgemm", "x86"} & engines)))
     cuda = torch.cuda.is_available()
-    return Capabilities(model, cpu_class, cuda, cuda and torch.cuda.is_bf16_supported(), onednn_bf16, int8)
+    return Capabilities(model, cpu_class, cuda, cuda and torch.cuda.is_bf16_supported(), onednn_bf16, int8,
+                        int8_kernel_isa(cpu_class, flags))
 
 
 def serving_path(dtype: str, quantize: str, *, device: str = "cpu") -> ServingPath:

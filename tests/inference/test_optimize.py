@@ -15,6 +15,7 @@ from agreement import top1_agreement
 from sobesednik.dialogue import render, render_reply
 from sobesednik.errors import ConfigError
 from sobesednik.hardware import probe, serving_path
+from sobesednik.inference import int8_kernel
 from sobesednik.inference.generator import Generator, Row
 from sobesednik.inference.optimize import (
     INT8_MAX_ROWS,
@@ -211,9 +212,13 @@ def test_reduced_precision_keeps_greedy_top1(agreement_inputs: tuple, exported_m
 
 
 @needs_onednn_bf16
-def test_int8_steps_serve_small_calls_and_bf16_the_prompt_passes() -> None:
+@pytest.mark.parametrize("kernel", ["ours", "torch's"])
+def test_int8_steps_serve_small_calls_and_bf16_the_prompt_passes(kernel: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    if kernel == "torch's":  # no C compiler, or a CPU without a variant of ours
+        monkeypatch.setattr(int8_kernel, "load", lambda: None)
     linear = torch.nn.Linear(64, 48).to(torch.bfloat16)
     both, packed = PackedOrInt8Linear(linear), PackedLinear(linear)
+    assert both.on_kernel == (kernel == "ours" and int8_kernel.load() is not None)
     dequantized = both.int8_weight.float() * both.int8_scale.float()[:, None]
     for shape in ((1, 64), (1, INT8_MAX_ROWS, 64)):  # a decoding step of 1 and of INT8_MAX_ROWS users
         hidden = torch.randn(shape, dtype=torch.bfloat16)

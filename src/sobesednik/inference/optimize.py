@@ -29,6 +29,7 @@ from torch import nn
 
 from sobesednik.errors import ConfigError
 from sobesednik.hardware import probe, serving_path
+from sobesednik.inference import int8_kernel
 
 logger = logging.getLogger(__name__)
 
@@ -97,29 +98,40 @@ class PackedOrInt8Linear(PackedLinear):
     bandwidth, and int8 reads half of bf16's bytes; a prompt pass has hundreds of rows, where AMX's bf16 tiles
     win. The copy is weight-only (one scale per output row, activations stay bf16: a third of dynamic int8's
     error, so greedy replies follow float32 as closely as bf16's do: 0.972 against 0.969 on a random GPT-2
-    medium, docs/benchmarks.md, "int8 decoding steps"). torch's weight-only kernel loses to packed bf16 past a
-    few rows (`INT8_MAX_ROWS`).
+    medium, docs/benchmarks.md, "int8 decoding steps"). The step runs on our kernel (`int8_kernel`, integer
+    multiply-adds) where it builds, else on torch's weight-only kernel, which converts every weight to float
+    and is about a third slower at one row.
     """
 
     def __init__(self, linear: nn.Linear) -> None:
         super().__init__(linear)
+        self.on_kernel = int8_kernel.load() is not None
         weight = linear.weight.detach().float()
         scale = weight.abs().amax(dim=1).clamp(min=1e-12) / 127
         int8 = torch.round(weight / scale[:, None]).clamp(-127, 127).to(torch.int8)
         self.register_buffer("int8_weight", int8, persistent=False)
-        self.register_buffer("int8_scale", scale.to(linear.weight.dtype), persistent=False)
+        # Our kernel takes the scale and bias in float32; torch's takes the scale in the activations' dtype.
+        self.register_buffer("int8_scale", scale if self.on_kernel else scale.to(linear.weight.dtype),
+                             persistent=False)
+        float_bias = None if linear.bias is None or not self.on_kernel else linear.bias.detach().float()
+        self.register_buffer("int8_bias", float_bias, persistent=False)
         self.int8_max_elements = INT8_MAX_ROWS * linear.in_features
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         if hidden.numel() > self.int8_max_elements:
             return super().forward(hidden)
-        out = torch._weight_int8pack_mm(hidden.reshape(-1, self.in_features), self.int8_weight, self.int8_scale)
-        if self.bias is not None:
-            out += self.bias
+        rows = hidden.reshape(-1, self.in_features)
+        if self.on_kernel:
+            out = int8_kernel.load().linear(rows, self.int8_weight, self.int8_scale, self.int8_bias)
+        else:
+            out = torch._weight_int8pack_mm(rows, self.int8_weight, self.int8_scale)
+            if self.bias is not None:
+                out += self.bias
         return out.view(*hidden.shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, int8 weights up to {INT8_MAX_ROWS} rows"
+        kernel = "our kernel" if self.on_kernel else "torch's kernel"
+        return f"{super().extra_repr()}, int8 weights up to {INT8_MAX_ROWS} rows ({kernel})"
 
 
 def pack_bf16_linears(model: nn.Module, *, int8_steps: bool = False) -> int:

@@ -1,0 +1,148 @@
+"""The weight-only int8 linear of small decoding steps (`kernels/w8a16.c`), built for this CPU on first use.
+
+    kernel = int8_kernel.load()                    # None where it cannot be built here
+    out = kernel.linear(hidden, weight, scale, bias)   # == hidden @ (weight * scale[:, None]).T + bias
+
+Why a kernel of our own: a decoding step of one user reads every weight once, and torch's weight-only int8
+kernel converts each weight to float before it multiplies, so on two cores it reads at about two thirds of the
+memory bandwidth (all GPT-2-medium linears of one step: 33 ms against 23 ms here; docs/benchmarks.md, "Batch 1
+on amx"). This one multiplies in integers (activations quantised to int16, one scale per row, finer than bf16).
+
+The C source is compiled once per source, ISA and compiler into the user's cache directory (a fraction of a
+second with `cc`) and loaded with ctypes; the ISA comes from the capability probe
+(`Capabilities.int8_kernel_isa`), so `SOBESEDNIK_CPU_CAPABILITY=avx2` builds and tests the AVX2 variant on a
+bigger CPU. Where there is no C compiler, no AVX2, or the build fails, `load()` returns None, one log line says
+why, and callers keep torch's kernel.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import torch
+
+from sobesednik.hardware import probe
+
+logger = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).with_name("kernels") / "w8a16.c"
+# The -m flags per ISA variant; the C source picks its instructions from the macros these define.
+ISA_FLAGS = {
+    "avx2": ("-mavx2", "-mfma", "-mf16c"),
+    "avx2-vnni": ("-mavx2", "-mfma", "-mf16c", "-mavxvnni"),
+    "avx512": ("-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq"),
+    "avx512-vnni": ("-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx512vnni"),
+}
+CACHE_ENV = "SOBESEDNIK_CACHE_DIR"
+
+
+class KernelBuildError(RuntimeError):
+    """The kernel could not be compiled or loaded here (the message says why)."""
+
+
+class Int8Kernel:
+    """The compiled `w8a16_linear`, called on torch tensors."""
+
+    def __init__(self, library: ctypes.CDLL, isa: str) -> None:
+        self.isa = isa
+        self._linear = library.w8a16_linear
+        self._linear.restype = ctypes.c_int
+        self._linear.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
+                                 ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_int]
+
+    def linear(self, hidden: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor,
+               bias: torch.Tensor | None) -> torch.Tensor:
+        """`hidden [m, k]` (bf16 or float32) times int8 `weight [n, k]` with float32 `scale [n]` per output row,
+        plus float32 `bias [n]`; the result has `hidden`'s dtype. Meant for a few rows (a decoding step)."""
+        if hidden.dtype not in (torch.bfloat16, torch.float32) or hidden.dim() != 2:
+            raise ValueError(f"hidden must be a 2-D bf16 or float32 tensor, got {hidden.dtype} {tuple(hidden.shape)}")
+        rows, width = hidden.shape
+        outputs = weight.shape[0]
+        if weight.dtype != torch.int8 or weight.shape[1] != width or not weight.is_contiguous():
+            raise ValueError(f"weight must be a contiguous int8 [n, {width}] tensor, got {weight.dtype} "
+                             f"{tuple(weight.shape)}")
+        if scale.dtype != torch.float32 or scale.shape != (outputs,):
+            raise ValueError(f"scale must be float32 [{outputs}], got {scale.dtype} {tuple(scale.shape)}")
+        if bias is not None and (bias.dtype != torch.float32 or bias.shape != (outputs,)):
+            raise ValueError(f"bias must be float32 [{outputs}], got {bias.dtype} {tuple(bias.shape)}")
+        hidden = hidden.contiguous()
+        out = torch.empty(rows, outputs, dtype=hidden.dtype)
+        failed = self._linear(hidden.data_ptr(), hidden.dtype == torch.bfloat16, weight.data_ptr(),
+                              scale.data_ptr(), None if bias is None else bias.data_ptr(), out.data_ptr(),
+                              rows, outputs, width, torch.get_num_threads())
+        if failed:
+            raise MemoryError(f"w8a16_linear could not allocate its scratch for {rows} x {width} activations")
+        return out
+
+
+def cache_dir() -> Path:
+    """Where built kernels are kept: `$SOBESEDNIK_CACHE_DIR`, else `$XDG_CACHE_HOME/sobesednik`, else
+    `~/.cache/sobesednik`."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "sobesednik"
+
+
+def _compiler() -> str:
+    for name in (os.environ.get("CC", ""), "cc", "gcc", "clang"):
+        if name and shutil.which(name):
+            return name
+    raise KernelBuildError("no C compiler (cc, gcc or clang) on PATH")
+
+
+def build(isa: str) -> Path:
+    """Compile the kernel for `isa` (a key of `ISA_FLAGS`) unless the cache has it; return the library's path."""
+    compiler = _compiler()
+    flags = ("-O3", "-fPIC", "-shared", "-fopenmp", *ISA_FLAGS[isa])
+    try:
+        version = subprocess.run([compiler, "--version"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError) as error:
+        raise KernelBuildError(f"{compiler} --version failed: {error}") from error
+    key = hashlib.sha256(SOURCE.read_bytes() + " ".join(flags).encode() + version.encode()).hexdigest()[:16]
+    target = cache_dir() / f"w8a16-{isa}-{key}.so"
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Built under a temporary name and renamed: two processes starting at once each get a whole library.
+    with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
+        built = Path(scratch) / target.name
+        result = subprocess.run([compiler, *flags, str(SOURCE), "-o", str(built)], capture_output=True, text=True)
+        if result.returncode != 0:
+            last = (result.stderr.strip().splitlines() or ["(no output)"])[-1]
+            raise KernelBuildError(f"{compiler} could not build {SOURCE.name} for {isa}: {last}")
+        os.replace(built, target)
+    return target
+
+
+def load_isa(isa: str) -> Int8Kernel:
+    """The kernel built for `isa`, loaded; raises `KernelBuildError`. The CPU must run `isa`'s instructions."""
+    try:
+        return Int8Kernel(ctypes.CDLL(str(build(isa))), isa)
+    except OSError as error:
+        raise KernelBuildError(f"the built kernel did not load: {error}") from error
+
+
+@functools.cache
+def load() -> Int8Kernel | None:
+    """The kernel for this CPU, built once per process; None (with one log line) where it cannot be had."""
+    capabilities = probe()
+    isa = capabilities.int8_kernel_isa
+    if isa is None:
+        logger.info("%s: no int8 decoding kernel for this CPU class; torch's kernel serves",
+                    capabilities.describe())
+        return None
+    try:
+        return load_isa(isa)
+    except (KernelBuildError, OSError) as error:
+        logger.warning("int8 decoding kernel unavailable (%s): torch's kernel serves decoding steps, about a third "
+                       "slower at batch 1; install a C compiler (apt-get install gcc) to build it", error)
+        return None
