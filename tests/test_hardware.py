@@ -11,7 +11,15 @@ from collections.abc import Callable
 import pytest
 
 from sobesednik.errors import ConfigError
-from sobesednik.hardware import OVERRIDE_ENV, cap_class, classify_cpu, probe, serving_path, training_precision
+from sobesednik.hardware import (
+    OVERRIDE_ENV,
+    cap_class,
+    classify_cpu,
+    int8_kernel_isa,
+    probe,
+    serving_path,
+    training_precision,
+)
 
 # Flag sets abridged from /proc/cpuinfo of real machines.
 _ZEN2_EPYC = {"sse4_2", "avx", "avx2", "fma", "f16c", "bmi2", "sha_ni"}
@@ -80,6 +88,8 @@ def test_serving_path_on_avx2(force_cpu_class: Callable[[str], None], dtype: str
     force_cpu_class("avx2")
     path = serving_path(dtype, quantize)
     assert (path.dtype, path.quantize, path.pack_bf16) == expected
+    assert not path.int8_steps  # dynamic int8 decodes every step; int8 copies only beside packed bf16
+    assert probe().int8_kernel_isa in ("avx2", "avx2-vnni")  # a bigger CPU capped to avx2 builds the AVX2 kernel
 
 
 @pytest.mark.parametrize(("dtype", "quantize", "expected"), [
@@ -115,3 +125,16 @@ def test_training_precision_follows_the_class(force_cpu_class: Callable[[str], N
     force_cpu_class("avx2")
     assert training_precision("auto") == "fp32"
     assert training_precision("bf16") == "bf16"  # asked for explicitly: autocast emulates it, slowly but right
+
+
+@pytest.mark.parametrize(("cpu_class", "flags", "expected"), [
+    ("amx", {"avx512_vnni"}, "avx512-vnni"),  # Sapphire Rapids
+    ("avx512", set(), "avx512"),  # Skylake-SP: AVX-512 without VNNI
+    ("avx512", {"avx512_vnni"}, "avx512-vnni"),  # Cascade Lake
+    ("avx2", {"avx512_vnni"}, "avx2"),  # a bigger CPU capped to avx2 builds the AVX2 kernel, never AVX-512
+    ("avx2", {"avx_vnni"}, "avx2-vnni"),  # Alder Lake
+    ("baseline", set(), None),
+    ("arm64_bf16", {"bf16"}, None),  # torch's kernels on ARM64: nothing measured there
+])
+def test_int8_kernel_isa_follows_the_class(cpu_class: str, flags: set[str], expected: str | None) -> None:
+    assert int8_kernel_isa(cpu_class, flags) == expected

@@ -68,12 +68,12 @@ class ServingPath:
     dtype: str  # float32 / bfloat16 / float16
     quantize: str  # none / int8
     pack_bf16: bool
-    int8_steps: bool = False  # packed bf16 for prompt passes, a weight-only int8 copy for small decoding steps
+    int8_steps: bool = False  # decoding steps of 1-4 rows on a weight-only int8 copy (`optimize.Int8StepsLinear`)
 
     def describe(self) -> str:
         packing = ", packed for oneDNN" if self.pack_bf16 else ""
         quantize = ", dynamic int8 linears" if self.quantize == "int8" else ""
-        steps = ", decoding steps on int8" if self.int8_steps else ""
+        steps = ", decoding steps on weight-only int8" if self.int8_steps else ""
         return f"{self.dtype}{quantize}{packing}{steps}"
 
 
@@ -160,8 +160,9 @@ def serving_path(dtype: str, quantize: str, *, device: str = "cpu") -> ServingPa
     float32 >= 0.95): native bf16 where the CPU or GPU has it; on a CPU without it, dynamic int8 (AVX2 EPYC,
     16 users: 67.5 tokens/s against 20.8 for float32), float32 where int8 has no engine. Where bf16 is packed
     for oneDNN and `quantize` is `auto`, decoding steps of up to 4 rows run on a weight-only int8 copy of the
-    linears (`int8_steps`): on an AMX Xeon a step of 1 row took 50 ms against 69 ms on packed bf16 alone, at the
-    same greedy agreement with float32 (docs/benchmarks.md, "int8 decoding steps"). Personas' base layers
+    linears (`int8_steps`, on our kernel where it builds): on an AMX Xeon all the linears of a 1-row step took
+    19-23 ms against 36-55 ms on packed bf16 alone, at the same greedy agreement with float32 (docs/benchmarks.md,
+    "An int8 decoding kernel of our own"). Personas' base layers
     take the same path as a plain model's (`optimize.py`). An explicit bfloat16 on a CPU without oneDNN's bf16
     linear runs plain, unpacked bf16 rather than fail.
     """
@@ -173,7 +174,7 @@ def serving_path(dtype: str, quantize: str, *, device: str = "cpu") -> ServingPa
     if dtype == "auto":
         dtype = "float32" if quantize == "int8" or not capabilities.native_bf16 else "bfloat16"
     pack = dtype == "bfloat16" and capabilities.onednn_bf16
-    int8_steps = pack and quantize == "auto"  # torch's weight-only int8 kernel, no quantised engine needed
+    int8_steps = pack and quantize == "auto"  # our int8 kernel, or torch's where ours cannot be built
     if quantize == "auto":
         quantize = "int8" if dtype == "float32" and capabilities.int8 else "none"
     return ServingPath(dtype, quantize, pack, int8_steps)

@@ -19,8 +19,8 @@ from sobesednik.inference import int8_kernel
 from sobesednik.inference.generator import Generator, Row
 from sobesednik.inference.optimize import (
     INT8_MAX_ROWS,
+    Int8StepsLinear,
     PackedLinear,
-    PackedOrInt8Linear,
     TanhGelu,
     conv1d_to_linear,
     fuse_gelu,
@@ -217,9 +217,10 @@ def test_int8_steps_serve_small_calls_and_bf16_the_prompt_passes(kernel: str, mo
     if kernel == "torch's":  # no C compiler, or a CPU without a variant of ours
         monkeypatch.setattr(int8_kernel, "load", lambda: None)
     linear = torch.nn.Linear(64, 48).to(torch.bfloat16)
-    both, packed = PackedOrInt8Linear(linear), PackedLinear(linear)
-    assert both.on_kernel == (kernel == "ours" and int8_kernel.load() is not None)
-    dequantized = both.int8_weight.float() * both.int8_scale.float()[:, None]
+    packed = PackedLinear(linear)
+    both = Int8StepsLinear(packed, linear)
+    assert both.int8.on_kernel == (kernel == "ours" and int8_kernel.load() is not None)
+    dequantized = both.int8.weight.float() * both.int8.scale.float()[:, None]
     for shape in ((1, 64), (1, INT8_MAX_ROWS, 64)):  # a decoding step of 1 and of INT8_MAX_ROWS users
         hidden = torch.randn(shape, dtype=torch.bfloat16)
         got = both(hidden)
@@ -237,9 +238,10 @@ def test_int8_steps_serve_small_calls_and_bf16_the_prompt_passes(kernel: str, mo
 def test_auto_where_bf16_is_packed_gives_every_linear_an_int8_copy(tiny_model_dir: Path) -> None:
     model = Generator.load(tiny_model_dir, dtype="auto", quantize="auto").model
     linears = [m for m in model.modules() if isinstance(m, PackedLinear)]
-    assert linears and all(isinstance(m, PackedOrInt8Linear) for m in linears)
+    steps = [m for m in model.modules() if isinstance(m, Int8StepsLinear)]
+    assert linears and [m.large for m in steps] == linears
     explicit = Generator.load(tiny_model_dir, dtype="bfloat16", quantize="none").model
-    assert not any(isinstance(m, PackedOrInt8Linear) for m in explicit.modules())
+    assert not any(isinstance(m, Int8StepsLinear) for m in explicit.modules())
 
 
 def test_unknown_dtype_is_refused(generator: Generator) -> None:

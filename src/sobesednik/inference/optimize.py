@@ -9,10 +9,10 @@ adapter's delta is computed as trained. (A single RUN_DIR is merged when it load
 
 Two more CPU wins, measured in `docs/benchmarks.md`: on bf16, every `nn.Linear` weight is re-laid out once
 into oneDNN's blocked format (`PackedLinear`), which a plain bf16 `nn.Linear` redoes on every call (the
-linear layers ≈1.5× faster at batch 1 and 16), and with `quantize="auto"` each keeps an int8 copy for
-decoding steps of a few users (`PackedOrInt8Linear`: half the bytes read per token, a step of one user 28%
-shorter); GPT-2's `gelu_new`, five elementwise passes in Python, becomes `TanhGelu` (the same function, by
-the faster of two kernels).
+linear layers ≈1.5× faster at batch 1 and 16), and with `quantize="auto"` each linear keeps a weight-only int8
+copy for decoding steps of a few users (`Int8StepsLinear`: half the bytes read per token, on our integer kernel,
+`int8_kernel`); GPT-2's `gelu_new`, five elementwise
+passes in Python, becomes `TanhGelu` (the same function, by the faster of two kernels).
 
     model = optimize_model(model, dtype="bfloat16", quantize="none")
 """
@@ -35,10 +35,14 @@ logger = logging.getLogger(__name__)
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 QUANTIZE = ("auto", "none", "int8")
-# Rows per call up to which `PackedOrInt8Linear` takes its int8 weights: decoding steps of one to four users.
-# GPT-2 medium on an AMX Xeon, median step with / without the int8 copy: 50 / 69 ms at 1 row, 64 / 74 at 4,
-# 112 / 83 at 8 (docs/benchmarks.md, "int8 decoding steps"); prompt passes have more rows.
+# Rows per call up to which `Int8StepsLinear` takes its int8 weights: decoding steps of one to four users.
+# All linears of a GPT-2-medium step on an AMX Xeon, our int8 kernel / packed bf16, three runs: 19-23 / 36-55 ms
+# at 1 row, 19-21 / 38-51 at 2, 26-37 / 57-64 at 4, 50-64 / 52-66 at 8 (docs/benchmarks.md, "Batch 1 on amx");
+# prompt passes have more rows.
 INT8_MAX_ROWS = 4
+# Rows of a weight quantised at a time: the float copy of a slice, not of the whole matrix (ruDialoGPT's output
+# layer alone would be a 206 MB float copy while the model loads).
+_QUANTIZE_ROWS = 256
 
 
 def _replace_modules(model: nn.Module, replacement: Callable[[nn.Module], nn.Module | None]) -> int:
@@ -91,61 +95,81 @@ class PackedLinear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, bf16 packed for oneDNN"
 
 
-class PackedOrInt8Linear(PackedLinear):
-    """A `PackedLinear` with an int8 copy of its weight, which serves calls of up to `INT8_MAX_ROWS` rows.
+class WeightOnlyInt8(nn.Module):
+    """A linear's weight as int8 with one scale per output row; the activations keep their dtype.
 
-    A decoding step of one or a few users reads every weight once per token, so it is bound by memory
-    bandwidth, and int8 reads half of bf16's bytes; a prompt pass has hundreds of rows, where AMX's bf16 tiles
-    win. The copy is weight-only (one scale per output row, activations stay bf16: a third of dynamic int8's
-    error, so greedy replies follow float32 as closely as bf16's do: 0.972 against 0.969 on a random GPT-2
-    medium, docs/benchmarks.md, "int8 decoding steps"). The step runs on our kernel (`int8_kernel`, integer
-    multiply-adds) where it builds, else on torch's weight-only kernel, which converts every weight to float
-    and is about a third slower at one row.
+    Computed on our kernel (`int8_kernel`: integer multiply-adds) where it builds, else on torch's weight-only
+    kernel, which converts every weight to float, is about a third slower at one row, and takes bf16 only.
     """
 
     def __init__(self, linear: nn.Linear) -> None:
-        super().__init__(linear)
+        super().__init__()
+        self.in_features, self.out_features = linear.in_features, linear.out_features
         self.on_kernel = int8_kernel.load() is not None
-        weight = linear.weight.detach().float()
-        scale = weight.abs().amax(dim=1).clamp(min=1e-12) / 127
-        int8 = torch.round(weight / scale[:, None]).clamp(-127, 127).to(torch.int8)
-        self.register_buffer("int8_weight", int8, persistent=False)
-        # Our kernel takes the scale and bias in float32; torch's takes the scale in the activations' dtype.
-        self.register_buffer("int8_scale", scale if self.on_kernel else scale.to(linear.weight.dtype),
-                             persistent=False)
-        float_bias = None if linear.bias is None or not self.on_kernel else linear.bias.detach().float()
-        self.register_buffer("int8_bias", float_bias, persistent=False)
-        self.int8_max_elements = INT8_MAX_ROWS * linear.in_features
+        weight = linear.weight.detach()
+        scale = torch.linalg.vector_norm(weight, ord=math.inf, dim=1).float().clamp(min=1e-12) / 127
+        int8 = torch.empty(weight.shape, dtype=torch.int8)
+        for first in range(0, weight.shape[0], _QUANTIZE_ROWS):
+            rows = slice(first, first + _QUANTIZE_ROWS)
+            int8[rows] = torch.div(weight[rows].float(), scale[rows, None]).round_().clamp_(-127, 127)
+        self.register_buffer("weight", int8, persistent=False)
+        # Our kernel takes the scale and bias in float32; torch's in the activations' dtype.
+        dtype = torch.float32 if self.on_kernel else linear.weight.dtype
+        self.register_buffer("scale", scale.to(dtype), persistent=False)
+        bias = None if linear.bias is None else linear.bias.detach().to(dtype)
+        self.register_buffer("bias", bias, persistent=False)
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        if hidden.numel() > self.int8_max_elements:
-            return super().forward(hidden)
         rows = hidden.reshape(-1, self.in_features)
         if self.on_kernel:
-            out = int8_kernel.load().linear(rows, self.int8_weight, self.int8_scale, self.int8_bias)
+            out = int8_kernel.load().linear(rows, self.weight, self.scale, self.bias)
         else:
-            out = torch._weight_int8pack_mm(rows, self.int8_weight, self.int8_scale)
+            out = torch._weight_int8pack_mm(rows, self.weight, self.scale)
             if self.bias is not None:
                 out += self.bias
         return out.view(*hidden.shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:
         kernel = "our kernel" if self.on_kernel else "torch's kernel"
-        return f"{super().extra_repr()}, int8 weights up to {INT8_MAX_ROWS} rows ({kernel})"
+        return f"in_features={self.in_features}, out_features={self.out_features}, weight-only int8 on {kernel}"
+
+
+class Int8StepsLinear(nn.Module):
+    """A linear whose calls of up to `INT8_MAX_ROWS` rows (decoding steps of one to four users) run on a
+    `WeightOnlyInt8` copy of its weight, and larger ones (prompt passes) on `large`.
+
+    A decoding step of a few users reads every weight once per token, so it is bound by memory bandwidth, and
+    int8 reads half of bf16's bytes; a prompt pass has hundreds of rows, where `large` (AMX's bf16 tiles)
+    computes faster. Weight-only int8 keeps the activations as they
+    are: greedy replies follow float32 as closely as bf16's do (0.972 against 0.969 on a random GPT-2 medium),
+    where dynamic int8, which quantises the activations to 8 bits too, fell to 0.922 (docs/benchmarks.md,
+    "int8 decoding steps").
+    """
+
+    def __init__(self, large: nn.Module, linear: nn.Linear) -> None:
+        super().__init__()
+        self.large = large
+        self.int8 = WeightOnlyInt8(linear)
+        self.int8_max_elements = INT8_MAX_ROWS * linear.in_features
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        if hidden.numel() > self.int8_max_elements:
+            return self.large(hidden)
+        return self.int8(hidden)
 
 
 def pack_bf16_linears(model: nn.Module, *, int8_steps: bool = False) -> int:
-    """Replace every bf16 `nn.Linear` of a CPU model with a `PackedLinear` (`PackedOrInt8Linear` with
-    `int8_steps`); return the count.
+    """Replace every bf16 `nn.Linear` of a CPU model with a `PackedLinear` (with `int8_steps`, inside an
+    `Int8StepsLinear`); return the count.
 
     The tied `lm_head` gets its own packed copy (one more vocab × width matrix in memory): the input
     embedding keeps the plain weight it needs for lookups.
     """
-    packing = PackedOrInt8Linear if int8_steps else PackedLinear
 
-    def packed(child: nn.Module) -> PackedLinear | None:
-        bf16_on_cpu = type(child) is nn.Linear and child.weight.dtype == torch.bfloat16 and child.weight.is_cpu
-        return packing(child) if bf16_on_cpu else None
+    def packed(child: nn.Module) -> nn.Module | None:
+        if not (type(child) is nn.Linear and child.weight.dtype == torch.bfloat16 and child.weight.is_cpu):
+            return None
+        return Int8StepsLinear(PackedLinear(child), child) if int8_steps else PackedLinear(child)
 
     return _replace_modules(model, packed)
 

@@ -36,6 +36,7 @@ static inline int64_t reduce512(__m512i v) {
     return _mm512_reduce_add_epi64(wide);
 }
 #define REDUCE(v) reduce512(v)
+#define ROW_CHUNK 4 /* activation rows per pass over the weights: 16 accumulators + 4 weights of 32 registers */
 #elif defined(__AVX2__)
 typedef __m256i vec;
 #define LANES 16
@@ -54,6 +55,7 @@ static inline int64_t reduce256(__m256i v) {
     return _mm_cvtsi128_si64(sum) + _mm_extract_epi64(sum, 1);
 }
 #define REDUCE(v) reduce256(v)
+#define ROW_CHUNK 2 /* AVX2 has 16 registers: 8 accumulators + 4 weights + 1 activation */
 #else
 #error "w8a16.c needs AVX2 or AVX-512 (int8_kernel.py builds it only for those)"
 #endif
@@ -83,25 +85,50 @@ static inline float load_activation(const void *x, int bf16, int64_t i) {
     return bf16 ? bf16_to_float(((const uint16_t *)x)[i]) : ((const float *)x)[i];
 }
 
-/* Dot products of one int16 activation row with `rows` (1..BLOCK) weight rows: int32 lanes, summed in int64
- * (each lane holds at most k / 8 products, see `qmax`; all of them together could pass INT32_MAX). */
-static inline __attribute__((always_inline)) void dot_rows(const int16_t *x, const int8_t *w, int64_t k,
-                                                           int rows, int64_t *sums) {
-    vec acc[BLOCK];
-    for (int q = 0; q < rows; q++) acc[q] = ZERO();
+/* Dot products of `rows` (1..ROW_CHUNK) int16 activation rows with `outputs` (1..BLOCK) weight rows: int32 lanes,
+ * summed in int64 (each lane holds at most k / 8 products, see `qmax`; all of them together could pass
+ * INT32_MAX). Each weight vector is widened once and used for every activation row, so a step of four users
+ * costs little more than a step of one. Called with constant `rows` and `outputs`, it unrolls into registers. */
+static inline __attribute__((always_inline)) void dot_block(const int16_t *x, int rows, const int8_t *w,
+                                                            int outputs, int64_t k,
+                                                            int64_t sums[ROW_CHUNK][BLOCK]) {
+    vec acc[ROW_CHUNK][BLOCK];
+    for (int r = 0; r < rows; r++)
+        for (int q = 0; q < outputs; q++) acc[r][q] = ZERO();
     int64_t j = 0;
     for (; j + LANES <= k; j += LANES) {
-        vec xv = LOAD_X(x + j);
-        for (int q = 0; q < rows; q++) {
+        vec wv[BLOCK];
+        for (int q = 0; q < outputs; q++) {
             _mm_prefetch((const char *)(w + q * k + j + PREFETCH_BYTES), _MM_HINT_T0);
-            acc[q] = MADD(acc[q], xv, LOAD_W(w + q * k + j));
+            wv[q] = LOAD_W(w + q * k + j);
+        }
+        for (int r = 0; r < rows; r++) {
+            vec xv = LOAD_X(x + r * k + j);
+            for (int q = 0; q < outputs; q++) acc[r][q] = MADD(acc[r][q], xv, wv[q]);
         }
     }
-    for (int q = 0; q < rows; q++) {
-        int64_t sum = REDUCE(acc[q]);
-        for (int64_t t = j; t < k; t++) sum += (int64_t)x[t] * w[q * k + t];
-        sums[q] = sum;
+    for (int r = 0; r < rows; r++)
+        for (int q = 0; q < outputs; q++) {
+            int64_t sum = REDUCE(acc[r][q]);
+            for (int64_t t = j; t < k; t++) sum += (int64_t)x[r * k + t] * w[q * k + t];
+            sums[r][q] = sum;
+        }
+}
+
+/* `dot_block` with its sizes as constants where they are the common ones (every block but the last). */
+static void dot_block_any(const int16_t *x, int rows, const int8_t *w, int outputs, int64_t k,
+                          int64_t sums[ROW_CHUNK][BLOCK]) {
+    if (outputs == BLOCK) {
+        switch (rows) {
+        case 1: dot_block(x, 1, w, BLOCK, k, sums); return;
+        case 2: dot_block(x, 2, w, BLOCK, k, sums); return;
+#if ROW_CHUNK > 2
+        case 3: dot_block(x, 3, w, BLOCK, k, sums); return;
+        case 4: dot_block(x, 4, w, BLOCK, k, sums); return;
+#endif
+        }
     }
+    dot_block(x, rows, w, outputs, k, sums);
 }
 
 /* out[m, n] = x[m, k] · w[n, k]ᵀ ⊙ scale[n] + bias[n] (bias may be NULL); x and out are bf16 when `bf16`, else
@@ -134,21 +161,20 @@ int w8a16_linear(const void *x, int bf16, const int8_t *w, const float *scale, c
 #pragma omp parallel for schedule(static) num_threads(threads)
     for (int64_t b = 0; b < blocks; b++) {
         int64_t first = b * BLOCK;
-        int rows = n - first < BLOCK ? (int)(n - first) : BLOCK;
-        for (int64_t r = 0; r < m; r++) {
-            int64_t sums[BLOCK];
-            if (rows == BLOCK)
-                dot_rows(xq + r * k, w + first * k, k, BLOCK, sums); /* constant rows: unrolled */
-            else
-                dot_rows(xq + r * k, w + first * k, k, rows, sums);
-            for (int q = 0; q < rows; q++) {
-                int64_t i = first + q;
-                float value = (float)sums[q] * x_scale[r] * scale[i] + (bias != NULL ? bias[i] : 0.0f);
-                if (bf16)
-                    ((uint16_t *)out)[r * n + i] = float_to_bf16(value);
-                else
-                    ((float *)out)[r * n + i] = value;
-            }
+        int outputs = n - first < BLOCK ? (int)(n - first) : BLOCK;
+        for (int64_t r0 = 0; r0 < m; r0 += ROW_CHUNK) {
+            int rows = m - r0 < ROW_CHUNK ? (int)(m - r0) : ROW_CHUNK;
+            int64_t sums[ROW_CHUNK][BLOCK];
+            dot_block_any(xq + r0 * k, rows, w + first * k, outputs, k, sums);
+            for (int r = 0; r < rows; r++)
+                for (int q = 0; q < outputs; q++) {
+                    int64_t i = first + q, row = r0 + r;
+                    float value = (float)sums[r][q] * x_scale[row] * scale[i] + (bias != NULL ? bias[i] : 0.0f);
+                    if (bf16)
+                        ((uint16_t *)out)[row * n + i] = float_to_bf16(value);
+                    else
+                        ((float *)out)[row * n + i] = value;
+                }
         }
     }
     free(xq);
