@@ -5,8 +5,9 @@
 
 Why a kernel of our own: a decoding step of one user reads every weight once, and torch's weight-only int8
 kernel converts each weight to float before it multiplies, so on two cores it reads at about two thirds of the
-memory bandwidth (all GPT-2-medium linears of one step: 33 ms against 23 ms here; docs/benchmarks.md, "Batch 1
-on amx"). This one multiplies in integers (activations quantised to int16, one scale per row, finer than bf16).
+memory bandwidth (all GPT-2-medium linears of one step: 31-34 ms against 19.5-20 ms here; docs/benchmarks.md, "An
+int8 decoding kernel of our own"). This one multiplies in integers (activations quantised to int16, one scale per
+row, finer than bf16).
 
 The C source is compiled once per source, ISA and compiler into the user's cache directory (a fraction of a
 second with `cc`) and loaded with ctypes; the ISA comes from the capability probe

@@ -11,8 +11,8 @@ Two more CPU wins, measured in `docs/benchmarks.md`: on bf16, every `nn.Linear` 
 into oneDNN's blocked format (`PackedLinear`), which a plain bf16 `nn.Linear` redoes on every call (the
 linear layers ≈1.5× faster at batch 1 and 16), and with `quantize="auto"` each linear keeps a weight-only int8
 copy for decoding steps of a few users (`Int8StepsLinear`: half the bytes read per token, on our integer kernel,
-`int8_kernel`); GPT-2's `gelu_new`, five elementwise
-passes in Python, becomes `TanhGelu` (the same function, by the faster of two kernels).
+`int8_kernel`); GPT-2's `gelu_new`, five elementwise passes in Python, becomes `TanhGelu` (the same function, by
+the faster of two kernels).
 
     model = optimize_model(model, dtype="bfloat16", quantize="none")
 """
@@ -37,8 +37,8 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 QUANTIZE = ("auto", "none", "int8")
 # Rows per call up to which `Int8StepsLinear` takes its int8 weights: decoding steps of one to four users.
 # All linears of a GPT-2-medium step on an AMX Xeon, our int8 kernel / packed bf16, three runs: 19-23 / 36-55 ms
-# at 1 row, 19-21 / 38-51 at 2, 26-37 / 57-64 at 4, 50-64 / 52-66 at 8 (docs/benchmarks.md, "Batch 1 on amx");
-# prompt passes have more rows.
+# at 1 row, 19-21 / 38-51 at 2, 26-37 / 57-64 at 4, 50-64 / 52-66 at 8 (docs/benchmarks.md, "An int8 decoding
+# kernel of our own"); prompt passes have more rows.
 INT8_MAX_ROWS = 4
 # Rows of a weight quantised at a time: the float copy of a slice, not of the whole matrix (ruDialoGPT's output
 # layer alone would be a 206 MB float copy while the model loads).
@@ -140,10 +140,9 @@ class Int8StepsLinear(nn.Module):
 
     A decoding step of a few users reads every weight once per token, so it is bound by memory bandwidth, and
     int8 reads half of bf16's bytes; a prompt pass has hundreds of rows, where `large` (AMX's bf16 tiles)
-    computes faster. Weight-only int8 keeps the activations as they
-    are: greedy replies follow float32 as closely as bf16's do (0.972 against 0.969 on a random GPT-2 medium),
-    where dynamic int8, which quantises the activations to 8 bits too, fell to 0.922 (docs/benchmarks.md,
-    "int8 decoding steps").
+    computes faster. Weight-only int8 keeps the activations as they are: greedy replies follow float32 as closely
+    as bf16's do (0.972 against 0.969 on a random GPT-2 medium), where dynamic int8, which quantises the
+    activations to 8 bits too, fell to 0.922 (docs/benchmarks.md, "int8 decoding steps").
     """
 
     def __init__(self, large: nn.Module, linear: nn.Linear) -> None:

@@ -1,10 +1,10 @@
 /* A linear layer for a few rows with int8 weights: out = (x · Wᵀ) ⊙ scale + bias.
  *
- * W is [n, k] int8 with one float scale per output row (weight-only int8, as `optimize.Int8Weights` makes it).
+ * W is [n, k] int8 with one float scale per output row (weight-only int8, as `optimize.WeightOnlyInt8` makes it).
  * A decoding step of one user reads every weight once, so its linears should run at memory speed. torch's
  * weight-only kernel (`_weight_int8pack_mm`) converts every weight to float before it multiplies, three
  * instructions per 16 weights, and tops out near 5 G weights/s on a core: arithmetic, not memory, bounds it
- * (docs/benchmarks.md, "Batch 1 on amx"). Here the activation rows are quantised to int16 (one scale per row:
+ * (docs/benchmarks.md, "Batch 1 on amx" and "An int8 decoding kernel of our own"). Here the activation rows are quantised to int16 (one scale per row:
  * 15 bits, finer than the bf16 they come in) and the dot products run in integers: AVX512-VNNI's `vpdpwssd`
  * multiplies and adds 32 weights in one instruction; AVX-512 and AVX2 without VNNI take `vpmaddwd` + `vpaddd`.
  *
