@@ -152,6 +152,7 @@ def serve_command(given: Given[ApiSettings]) -> None:
     """Serve the model over an OpenAI-compatible HTTP API (API key from SOBESEDNIK_API_KEY)."""
     from sobesednik.api.app import serve
 
+    quiet_libraries()  # the service's log: its own startup lines, not the loader's progress bars
     serve(given.settings())
 
 

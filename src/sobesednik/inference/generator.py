@@ -31,6 +31,7 @@ from sobesednik.dialogue import ROLE_TOKENS, Message
 from sobesednik.errors import SobesednikError
 from sobesednik.hardware import probe, serving_path
 from sobesednik.inference.gpt2_decode import GPT2Decoder
+from sobesednik.inference.heap import release_free_memory
 from sobesednik.inference.kv_cache import reserved_cache, stack_caches
 from sobesednik.inference.optimize import optimize_model
 from sobesednik.inference.packing import use_packed_attention
@@ -137,7 +138,7 @@ class Generator:
         """
         from sobesednik.modeling.load import load_model
 
-        return cls._checked(lambda: load_model(str(path), merge=True), dtype, quantize, max_resamples=max_resamples)
+        return cls._loaded(lambda: load_model(str(path), merge=True), dtype, quantize, max_resamples=max_resamples)
 
     @classmethod
     def load_personas(cls, base: str, adapters: Mapping[str, Path], *, dtype: str = "float32",
@@ -145,8 +146,15 @@ class Generator:
         """Load the base once and every adapter beside it; a request's `adapter` picks its persona."""
         from sobesednik.inference.adapters import load_personas
 
-        return cls._checked(lambda: load_personas(base, adapters), dtype, quantize, max_resamples=max_resamples,
+        return cls._loaded(lambda: load_personas(base, adapters), dtype, quantize, max_resamples=max_resamples,
                             adapters=list(adapters))
+
+    @classmethod
+    def _loaded(cls, load: Callable[[], tuple[Any, Any]], dtype: str, quantize: str, **options: Any) -> Generator:
+        """`_checked`, then what loading and optimising left behind handed back to the OS (`heap.py`)."""
+        generator = cls._checked(load, dtype, quantize, **options)
+        release_free_memory(collect=True)
+        return generator
 
     @classmethod
     def _checked(cls, load: Callable[[], tuple[Any, Any]], dtype: str, quantize: str, **options: Any) -> Generator:
@@ -239,6 +247,7 @@ class Generator:
                     joining.append(row)
                 elif row.request.on_done is not None:
                     row.request.on_done(self._completion(row))
+        release_free_memory()  # the batch's cache and activations
         return [self._completion(row) for row in rows]
 
     def _should_resample(self, row: _Decoding) -> bool:
