@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Callable
-from itertools import pairwise
+from itertools import compress, pairwise
 from pathlib import Path
 
 import pytest
@@ -169,6 +169,35 @@ def test_same_inputs_and_options_give_the_same_files(sample_export: Path, tmp_pa
     run_prepare(sample_export, tmp_path / "two", seed=3)
     for split in SPLITS:
         assert (tmp_path / "one" / f"{split}.jsonl").read_bytes() == (tmp_path / "two" / f"{split}.jsonl").read_bytes()
+
+
+def test_splits_copied_in_the_kernel_are_the_line_by_line_ones(sample_export: Path, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch):
+    """`copy_file_range` of runs of lines, and the plain copy where the OS has no such call, write the same files."""
+    from sobesednik.data import prepare as prepare_module
+
+    files = ["speakers.jsonl", *(f"{split}.jsonl" for split in SPLITS)]
+    run_prepare(sample_export, tmp_path / "kernel", seed=3)
+    monkeypatch.setattr(prepare_module, "_copy_runs", lambda *_: False)
+    run_prepare(sample_export, tmp_path / "lines", seed=3)
+    for name in files:
+        copied = (tmp_path / "kernel" / name).read_bytes()
+        assert copied and copied == (tmp_path / "lines" / name).read_bytes(), name
+
+
+@pytest.mark.parametrize("selected", [[True, False, False, True, True, False, True], [False, True], [True], [False],
+                                      []])
+def test_copy_runs_copies_exactly_the_selected_lines(tmp_path: Path, selected: list[bool]):
+    from array import array
+
+    from sobesednik.data.prepare import _copy_runs
+
+    lines = [f'{{"line": {index}, "text": "{"я" * index}"}}\n'.encode() for index in range(len(selected))]
+    (tmp_path / "spool").write_bytes(b"".join(lines))
+    with (tmp_path / "spool").open("rb") as source, (tmp_path / "out").open("wb") as out:
+        if not _copy_runs(source, out, array("q", map(len, lines)), selected):
+            pytest.skip("no copy_file_range for these files on this OS")
+    assert (tmp_path / "out").read_bytes() == b"".join(compress(lines, selected))
 
 
 def test_quirky_export_is_handled_not_fatal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
