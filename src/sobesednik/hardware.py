@@ -159,13 +159,12 @@ def serving_path(dtype: str, quantize: str, *, device: str = "cpu") -> ServingPa
     `auto` picks what measured fastest at the quality bar (docs/benchmarks.md, greedy top-1 agreement with
     float32 >= 0.95): native bf16 where the CPU or GPU has it; on a CPU without it, dynamic int8 (AVX2 EPYC,
     16 users: 67.5 tokens/s against 20.8 for float32), float32 where int8 has no engine. Where bf16 is packed
-    for oneDNN or dynamic int8 and `quantize` is `auto`, decoding steps of up to 4 rows run on a weight-only int8
-    copy of the linears (`int8_steps`, on our kernel where it builds): on an AMX Xeon all the linears of a 1-row
-    step took 19-23 ms against 36-55 ms on packed bf16 alone, at the same greedy agreement with float32
-    (docs/benchmarks.md, "An int8 decoding kernel of our own"); beside dynamic int8 the steps keep 15-bit
-    activations, and the agreement rose from 0.906 to 0.953 (AVX2 emulation, "Memory between batches").
-    Personas' base layers take the same path as a plain model's (`optimize.py`). An explicit bfloat16 on a CPU
-    without oneDNN's bf16 linear runs plain, unpacked bf16 rather than fail.
+    for oneDNN and `quantize` is `auto`, decoding steps of up to 4 rows run on a weight-only int8 copy of the
+    linears (`int8_steps`, on our kernel where it builds): on an AMX Xeon all the linears of a 1-row step took
+    19-23 ms against 36-55 ms on packed bf16 alone, at the same greedy agreement with float32 (docs/benchmarks.md,
+    "An int8 decoding kernel of our own"). Personas' base layers
+    take the same path as a plain model's (`optimize.py`). An explicit bfloat16 on a CPU without oneDNN's bf16
+    linear runs plain, unpacked bf16 rather than fail.
     """
     capabilities = probe()
     if device == "cuda":
@@ -175,9 +174,10 @@ def serving_path(dtype: str, quantize: str, *, device: str = "cpu") -> ServingPa
     if dtype == "auto":
         dtype = "float32" if quantize == "int8" or not capabilities.native_bf16 else "bfloat16"
     pack = dtype == "bfloat16" and capabilities.onednn_bf16
-    chosen = "int8" if dtype == "float32" and capabilities.int8 else "none"
-    int8_steps = quantize == "auto" and (pack or chosen == "int8")
-    return ServingPath(dtype, chosen if quantize == "auto" else quantize, pack, int8_steps)
+    int8_steps = pack and quantize == "auto"  # our int8 kernel, or torch's where ours cannot be built
+    if quantize == "auto":
+        quantize = "int8" if dtype == "float32" and capabilities.int8 else "none"
+    return ServingPath(dtype, quantize, pack, int8_steps)
 
 
 def training_precision(precision: str) -> str:

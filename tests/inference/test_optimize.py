@@ -22,11 +22,9 @@ from sobesednik.inference.optimize import (
     Int8StepsLinear,
     PackedLinear,
     TanhGelu,
-    add_int8_steps,
     conv1d_to_linear,
     fuse_gelu,
     optimize_model,
-    quantize_int8,
 )
 
 needs_onednn_bf16 = pytest.mark.skipif(
@@ -119,43 +117,18 @@ def test_bf16_on_avx2_runs_plain_linears_and_generates(force_cpu_class: Callable
     assert completion.completion_tokens == 5
 
 
+def test_auto_on_avx2_quantizes_a_model_dir_to_int8(force_cpu_class: Callable[[str], None],
+                                                    tiny_model_dir: Path) -> None:
+    force_cpu_class("avx2")
+    model = Generator.load(tiny_model_dir, dtype="auto", quantize="auto").model
+    quantized = [module for module in model.modules() if type(module).__name__ == "Linear"
+                 and type(module).__module__.startswith("torch.ao.nn.quantized")]
+    assert len(quantized) == 4 * model.config.n_layer + 1  # every projection and lm_head
+
+
 def _quantized_linears(model: torch.nn.Module) -> list[torch.nn.Module]:
     return [module for module in model.modules() if type(module).__name__ == "Linear"
             and type(module).__module__.startswith("torch.ao.nn.quantized")]
-
-
-@pytest.mark.parametrize("kernel", ["ours", "none"])
-def test_auto_on_avx2_quantizes_a_model_dir_to_int8(force_cpu_class: Callable[[str], None], tiny_model_dir: Path,
-                                                    kernel: str, monkeypatch: pytest.MonkeyPatch,
-                                                    caplog: pytest.LogCaptureFixture) -> None:
-    force_cpu_class("avx2")
-    if kernel == "none":  # no C compiler: torch's weight-only kernel is no match for fbgemm on float32
-        monkeypatch.setattr(int8_kernel, "load", lambda: None)
-    elif int8_kernel.load() is None:
-        pytest.skip("our int8 kernel does not build here (no C compiler)")
-    with caplog.at_level("INFO", logger="sobesednik.inference.optimize"):
-        model = Generator.load(tiny_model_dir, dtype="auto", quantize="auto").model
-    quantized = _quantized_linears(model)
-    assert len(quantized) == 4 * model.config.n_layer + 1  # every projection and lm_head
-    # On our kernel every dynamic int8 linear serves prompt passes inside an `Int8StepsLinear`.
-    steps = [module.large for module in model.modules() if isinstance(module, Int8StepsLinear)]
-    assert steps == (quantized if kernel == "ours" else [])
-    assert ("decoding steps on weight-only int8" in caplog.text) == (kernel == "ours")
-
-
-def test_int8_steps_beside_dynamic_int8_follow_the_float_linear() -> None:
-    if int8_kernel.load() is None:
-        pytest.skip("our int8 kernel does not build here (no C compiler)")
-    linear = torch.nn.Linear(64, 48)
-    model = torch.nn.Sequential(copy.deepcopy(linear))
-    assert add_int8_steps(model) == 1
-    both = quantize_int8(model)[0]
-    assert type(both.large) is not torch.nn.Linear  # fbgemm's dynamic int8 for prompt passes
-    for shape in ((1, 64), (1, INT8_MAX_ROWS, 64)):  # a decoding step of 1 and of INT8_MAX_ROWS users
-        hidden = torch.randn(shape)
-        torch.testing.assert_close(both(hidden), linear(hidden), rtol=0.02, atol=0.02)
-    prompt = torch.randn(1, INT8_MAX_ROWS + 1, 64)
-    assert torch.equal(both(prompt), both.large(prompt))
 
 
 def test_a_run_dir_is_merged_and_takes_the_plain_path(force_cpu_class: Callable[[str], None],

@@ -10,17 +10,15 @@ adapter's delta is computed as trained. (A single RUN_DIR is merged when it load
 Two more CPU wins, measured in `docs/benchmarks.md`: on bf16, every `nn.Linear` weight is re-laid out once
 into oneDNN's blocked format (`PackedLinear`), which a plain bf16 `nn.Linear` redoes on every call (the
 linear layers ≈1.5× faster at batch 1 and 16), and with `quantize="auto"` each linear keeps a weight-only int8
-copy for decoding steps of a few users (`Int8StepsLinear`, on our integer kernel, `int8_kernel`: beside bf16,
-half the bytes read per token; beside dynamic int8, activations kept at 15 bits instead of 8); GPT-2's
-`gelu_new`, five elementwise passes in Python, becomes `TanhGelu` (the same function, by the faster of two
-kernels).
+copy for decoding steps of a few users (`Int8StepsLinear`: half the bytes read per token, on our integer kernel,
+`int8_kernel`); GPT-2's `gelu_new`, five elementwise passes in Python, becomes `TanhGelu` (the same function, by
+the faster of two kernels).
 
     model = optimize_model(model, dtype="bfloat16", quantize="none")
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import warnings
@@ -142,11 +140,10 @@ class Int8StepsLinear(nn.Module):
     `WeightOnlyInt8` copy of its weight, and larger ones (prompt passes) on `large`.
 
     A decoding step of a few users reads every weight once per token, so it is bound by memory bandwidth, and
-    int8 reads half of bf16's bytes; a prompt pass has hundreds of rows, where `large` (AMX's bf16 tiles, or
-    fbgemm's dynamic int8 on the float32 path, `add_int8_steps`) computes faster. Weight-only int8 keeps the
-    activations as they are: greedy replies follow float32 as closely as bf16's do (0.972 against 0.969 on a
-    random GPT-2 medium), where dynamic int8, which quantises the activations to 8 bits too, fell to 0.922
-    (docs/benchmarks.md, "int8 decoding steps").
+    int8 reads half of bf16's bytes; a prompt pass has hundreds of rows, where `large` (AMX's bf16 tiles)
+    computes faster. Weight-only int8 keeps the activations as they are: greedy replies follow float32 as closely
+    as bf16's do (0.972 against 0.969 on a random GPT-2 medium), where dynamic int8, which quantises the
+    activations to 8 bits too, fell to 0.922 (docs/benchmarks.md, "int8 decoding steps").
     """
 
     def __init__(self, large: nn.Module, linear: nn.Linear) -> None:
@@ -175,23 +172,6 @@ def pack_bf16_linears(model: nn.Module, *, int8_steps: bool = False) -> int:
         return Int8StepsLinear(PackedLinear(child), child) if int8_steps else PackedLinear(child)
 
     return _replace_modules(model, packed)
-
-
-def add_int8_steps(model: nn.Module) -> int:
-    """Wrap every float32 `nn.Linear` in an `Int8StepsLinear` that keeps the linear for prompt passes, which
-    `quantize_int8` then makes dynamic int8; return the count.
-
-    Decoding steps read the same int8 bytes either way, but our kernel keeps the activations at 15 bits where
-    fbgemm's dynamic int8 cuts them to 8: greedy agreement with float32 rose from 0.906 to 0.953 under the
-    AVX2 emulation, at the same speed (docs/benchmarks.md, "Memory between batches"). Only on our kernel:
-    torch's weight-only kernel took 6x fbgemm's time on float32 activations.
-    """
-
-    def wrapped(child: nn.Module) -> nn.Module | None:
-        plain = type(child) is nn.Linear and child.weight.dtype == torch.float32 and child.weight.is_cpu
-        return Int8StepsLinear(child, child) if plain else None
-
-    return _replace_modules(model, wrapped)
 
 
 class TanhGelu(nn.Module):
@@ -264,15 +244,11 @@ def optimize_model(model: Any, *, dtype: str = "float32", quantize: str = "none"
     if quantize == "int8":
         _check_int8(device, dtype)
     path = serving_path(dtype, quantize, device=device)
-    if path.int8_steps and path.quantize == "int8" and int8_kernel.load() is None:
-        path = dataclasses.replace(path, int8_steps=False)  # see `add_int8_steps`
     logger.info("%s: serving %s", probe().describe(), path.describe())
     model.eval()
     fuse_gelu(model)
     conv1d_to_linear(model)
     if path.quantize == "int8":
-        if path.int8_steps:
-            add_int8_steps(model)
         return quantize_int8(model)
     if path.dtype != "float32":
         model = model.to(DTYPES[path.dtype])
