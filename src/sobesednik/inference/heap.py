@@ -7,7 +7,7 @@ more than its live data (the float32 weights quantised away, the loader's buffer
 users its KV cache and activations stayed resident too, spread over per-thread arenas where the next batch
 could not always reuse them (docs/benchmarks.md, "Memory between batches"). `malloc_trim` gives every free
 page of every arena back; a page touched again later costs one page fault. Fixing the mmap threshold
-instead, so that large blocks go back as soon as they are freed, cost 15% of the speed at 16 users: every
+instead, so that large blocks go back as soon as they are freed, made a 16-row batch 15% slower: every
 decoding step then maps and faults its larger buffers anew.
 
 Other C libraries (musl, macOS) have no `malloc_trim`; there this does nothing.
@@ -35,8 +35,8 @@ def _malloc_trim() -> Callable[[int], int] | None:
 def release_free_memory(*, collect: bool = False) -> bool:
     """Give the C heap's free pages back to the OS; whether any were (False where the C library cannot).
 
-    With `collect`, Python's cycle collector runs first (~0.1 s with a model loaded): after loading, the modules
-    that quantisation replaced may sit in reference cycles, and their weights are only freed by it.
+    With `collect`, Python's cycle collector runs first (a full collection: once per load, not per batch): after
+    loading, the modules that quantisation replaced may sit in reference cycles, and only it frees their weights.
     """
     if collect:
         gc.collect()
