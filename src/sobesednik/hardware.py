@@ -162,9 +162,9 @@ def serving_path(dtype: str, quantize: str, *, device: str = "cpu") -> ServingPa
     for oneDNN and `quantize` is `auto`, decoding steps of up to 4 rows run on a weight-only int8 copy of the
     linears (`int8_steps`, on our kernel where it builds): on an AMX Xeon all the linears of a 1-row step took
     19-23 ms against 36-55 ms on packed bf16 alone, at the same greedy agreement with float32 (docs/benchmarks.md,
-    "An int8 decoding kernel of our own"). Personas' base layers
-    take the same path as a plain model's (`optimize.py`). An explicit bfloat16 on a CPU without oneDNN's bf16
-    linear runs plain, unpacked bf16 rather than fail.
+    "An int8 decoding kernel of our own"). Personas' base layers take the same path as a plain model's
+    (`optimize.py`). An explicit bfloat16 on a CPU without oneDNN's bf16 linear runs plain, unpacked bf16 rather
+    than fail.
     """
     capabilities = probe()
     if device == "cuda":
