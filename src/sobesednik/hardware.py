@@ -16,7 +16,8 @@ CPU classes, from the best kernels down:
 The class is the lower of what `/proc/cpuinfo` lists and what torch's ATen dispatch runs
 (`ATEN_CPU_CAPABILITY=avx2` emulates an AVX2 machine for the ATen kernels). torch's own bf16 checks read the
 CPU's flags, not that variable, so `SOBESEDNIK_CPU_CAPABILITY=avx2` (any class name) caps the class for
-this project's choices as well: tests and CI force the AVX2 path on a bigger CPU with it.
+this project's choices as well. `python -m sobesednik.emulate avx2 CMD` sets it with the caps of every other
+library's kernels: tests, CI and the benchmarks take a smaller class's paths on a bigger CPU that way.
 """
 
 from __future__ import annotations
@@ -119,6 +120,11 @@ def _cpuinfo() -> tuple[str, set[str]]:
     return model or platform.processor() or platform.machine(), flags
 
 
+def cpu_flags() -> set[str]:
+    """This CPU's feature flags (`/proc/cpuinfo`; empty where there is none)."""
+    return _cpuinfo()[1]
+
+
 def int8_kernel_isa(cpu_class: str, flags: set[str]) -> str | None:
     """The `inference/int8_kernel.py` variant for a CPU of this class and `/proc/cpuinfo` flags, or None.
 
@@ -139,10 +145,13 @@ def probe() -> Capabilities:
     import torch
 
     model, flags = _cpuinfo()
-    cpu_class = classify_cpu(flags, platform.machine().lower())
+    hardware_class = cpu_class = classify_cpu(flags, platform.machine().lower())
     if cpu_class in X86_CLASSES:
         cpu_class = cap_class(cpu_class, _ATEN_CEILING.get(torch.backends.cpu.get_cpu_capability()))
     cpu_class = cap_class(cpu_class, os.environ.get(OVERRIDE_ENV, "").strip().lower() or None)
+    # A capped class is an emulation of the class's baseline (Zen 1-3, Skylake-SP: `emulate.py`), without the
+    # bigger CPU's VNNI.
+    kernel_flags = flags if cpu_class == hardware_class else set()
     onednn_bf16 = (cpu_class not in ("baseline", "avx2", "arm64") and torch.backends.mkldnn.is_available()
                    and torch.ops.mkldnn._is_mkldnn_bf16_supported())
     engines = set(torch.backends.quantized.supported_engines)
@@ -150,7 +159,7 @@ def probe() -> Capabilities:
             or (cpu_class in X86_CLASSES[1:] and bool({"fbgemm", "x86"} & engines)))
     cuda = torch.cuda.is_available()
     return Capabilities(model, cpu_class, cuda, cuda and torch.cuda.is_bf16_supported(), onednn_bf16, int8,
-                        int8_kernel_isa(cpu_class, flags))
+                        int8_kernel_isa(cpu_class, kernel_flags))
 
 
 def serving_path(dtype: str, quantize: str, *, device: str = "cpu") -> ServingPath:
