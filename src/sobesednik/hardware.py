@@ -51,6 +51,7 @@ class Capabilities:
     onednn_bf16: bool  # oneDNN's packed bf16 linear runs here (torch's check, capped by the class)
     int8: bool  # a dynamic-int8 engine exists for this CPU (fbgemm/x86 on AVX2+, qnnpack on arm64)
     int8_kernel_isa: str | None = None  # the variant of our int8 decoding kernel this CPU runs (`int8_kernel_isa`)
+    hardware_class: str = ""  # the class of the CPU's own flags, when `cpu_class` is lower (capped, emulated)
 
     @property
     def native_bf16(self) -> bool:
@@ -59,7 +60,8 @@ class Capabilities:
 
     def describe(self) -> str:
         gpu = " + CUDA" if self.cuda else ""
-        return f"{self.cpu_model} (CPU class {self.cpu_class}{gpu})"
+        capped = f", emulated on {self.hardware_class}" if self.hardware_class else ""
+        return f"{self.cpu_model} (CPU class {self.cpu_class}{capped}{gpu})"
 
 
 @dataclass(frozen=True)
@@ -151,7 +153,8 @@ def probe() -> Capabilities:
     cpu_class = cap_class(cpu_class, os.environ.get(OVERRIDE_ENV, "").strip().lower() or None)
     # A capped class is an emulation of the class's baseline (Zen 1-3, Skylake-SP: `emulate.py`), without the
     # bigger CPU's VNNI.
-    kernel_flags = flags if cpu_class == hardware_class else set()
+    capped = cpu_class != hardware_class
+    kernel_flags = set() if capped else flags
     onednn_bf16 = (cpu_class not in ("baseline", "avx2", "arm64") and torch.backends.mkldnn.is_available()
                    and torch.ops.mkldnn._is_mkldnn_bf16_supported())
     engines = set(torch.backends.quantized.supported_engines)
@@ -159,7 +162,7 @@ def probe() -> Capabilities:
             or (cpu_class in X86_CLASSES[1:] and bool({"fbgemm", "x86"} & engines)))
     cuda = torch.cuda.is_available()
     return Capabilities(model, cpu_class, cuda, cuda and torch.cuda.is_bf16_supported(), onednn_bf16, int8,
-                        int8_kernel_isa(cpu_class, kernel_flags))
+                        int8_kernel_isa(cpu_class, kernel_flags), hardware_class if capped else "")
 
 
 def serving_path(dtype: str, quantize: str, *, device: str = "cpu") -> ServingPath:

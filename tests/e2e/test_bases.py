@@ -104,7 +104,7 @@ def test_a_llama_built_outside_goes_the_whole_way_with_default_flags(tmp_path: P
     base = _llama_outside(texts, tmp_path / "llama")
     output = _invoke(["train", "--data", str(prepared_data_dir), "--base", str(base), "--out", str(tmp_path / "run"),
                       *SHORT])
-    assert f"(CPU class {probe().cpu_class}): training in" in output.splitlines()[0]
+    assert f"{probe().describe()}: training in" in output.splitlines()[0]
     config = json.loads((tmp_path / "run" / "adapter" / "adapter_config.json").read_text())
     assert set(config["target_modules"]) == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
                                              "down_proj"}
