@@ -49,9 +49,17 @@ class Capabilities:
     cuda: bool
     cuda_bf16: bool
     onednn_bf16: bool  # oneDNN's packed bf16 linear runs here (torch's check, capped by the class)
-    int8: bool  # a dynamic-int8 engine exists for this CPU (fbgemm/x86 on AVX2+, qnnpack on arm64)
+    # torch's quantized engine for dynamic int8 on this CPU (x86/fbgemm on AVX2+, qnnpack on arm64), None where
+    # there is none. Set before quantising (`optimize.quantize_int8`): an aarch64 torch lists fbgemm's engine
+    # first too, and its kernels raise "unknown architecure" there.
+    int8_engine: str | None
     int8_kernel_isa: str | None = None  # the variant of our int8 decoding kernel this CPU runs (`int8_kernel_isa`)
     hardware_class: str = ""  # the class of the CPU's own flags, when `cpu_class` is lower (capped, emulated)
+
+    @property
+    def int8(self) -> bool:
+        """A dynamic-int8 engine exists for this CPU."""
+        return self.int8_engine is not None
 
     @property
     def native_bf16(self) -> bool:
@@ -157,11 +165,11 @@ def probe() -> Capabilities:
     kernel_flags = set() if capped else flags
     onednn_bf16 = (cpu_class not in ("baseline", "avx2", "arm64") and torch.backends.mkldnn.is_available()
                    and torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    engines = set(torch.backends.quantized.supported_engines)
-    int8 = ((cpu_class in ARM_CLASSES and "qnnpack" in engines)
-            or (cpu_class in X86_CLASSES[1:] and bool({"fbgemm", "x86"} & engines)))
+    engines = torch.backends.quantized.supported_engines
+    wanted = ("qnnpack",) if cpu_class in ARM_CLASSES else ("x86", "fbgemm") if cpu_class in X86_CLASSES[1:] else ()
+    int8_engine = next((engine for engine in wanted if engine in engines), None)
     cuda = torch.cuda.is_available()
-    return Capabilities(model, cpu_class, cuda, cuda and torch.cuda.is_bf16_supported(), onednn_bf16, int8,
+    return Capabilities(model, cpu_class, cuda, cuda and torch.cuda.is_bf16_supported(), onednn_bf16, int8_engine,
                         int8_kernel_isa(cpu_class, kernel_flags), hardware_class if capped else "")
 
 

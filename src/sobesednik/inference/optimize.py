@@ -227,6 +227,7 @@ def quantize_int8(model: nn.Module) -> nn.Module:
     """
     owned = adapter_owned(model)
     names = {name for name, module in model.named_modules() if type(module) is nn.Linear and id(module) not in owned}
+    torch.backends.quantized.engine = probe().int8_engine  # the packed weights are the engine's, and so its kernels
     # torch 2.13 marks its eager quantisation as deprecated (for torchao); it is still the int8 engine measured
     # here, and its notices would be the only lines of library noise in `serve`'s log.
     with warnings.catch_warnings():
