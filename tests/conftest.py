@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from sobesednik.hardware import OVERRIDE_ENV, probe
+from sobesednik.hardware import ARM_CLASSES, OVERRIDE_ENV, probe
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_EXPORT = REPO_ROOT / "examples" / "chat_export" / "result.json"
@@ -77,6 +77,13 @@ def force_cpu_class() -> Iterator[Callable[[str], None]]:
     else:
         os.environ[OVERRIDE_ENV] = before
     probe.cache_clear()
+
+
+@pytest.fixture
+def force_float32_class(force_cpu_class: Callable[[str], None]) -> Callable[[], None]:
+    """Caps the probe to this CPU's class without bf16 (avx2 on x86, arm64 on ARM64, where an x86 cap cannot
+    apply): float32 with dynamic int8 serving, float32 training."""
+    return lambda: force_cpu_class("arm64" if probe().cpu_class in ARM_CLASSES else "avx2")
 
 
 @pytest.fixture(scope="session")

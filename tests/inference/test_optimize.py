@@ -101,10 +101,10 @@ def _plain_bf16(tiny_model_dir: Path) -> torch.nn.Module:
     return plain.to(torch.bfloat16)
 
 
-def test_bf16_on_avx2_runs_plain_linears_and_generates(force_cpu_class: Callable[[str], None],
+def test_bf16_on_avx2_runs_plain_linears_and_generates(force_float32_class: Callable[[], None],
                                                        generator: Generator, tiny_model_dir: Path) -> None:
     """Where oneDNN has no bf16 linear, an explicit bf16 runs unpacked instead of failing to load."""
-    force_cpu_class("avx2")
+    force_float32_class()
     bf16 = Generator.load(tiny_model_dir, dtype="bfloat16", quantize="none")
     assert not any(isinstance(module, PackedLinear) for module in bf16.model.modules())
     assert next(bf16.model.parameters()).dtype == torch.bfloat16
@@ -117,9 +117,9 @@ def test_bf16_on_avx2_runs_plain_linears_and_generates(force_cpu_class: Callable
     assert completion.completion_tokens == 5
 
 
-def test_auto_on_avx2_quantizes_a_model_dir_to_int8(force_cpu_class: Callable[[str], None],
+def test_auto_on_avx2_quantizes_a_model_dir_to_int8(force_float32_class: Callable[[], None],
                                                     tiny_model_dir: Path) -> None:
-    force_cpu_class("avx2")
+    force_float32_class()
     model = Generator.load(tiny_model_dir, dtype="auto", quantize="auto").model
     quantized = [module for module in model.modules() if type(module).__name__ == "Linear"
                  and type(module).__module__.startswith("torch.ao.nn.quantized")]
@@ -131,10 +131,10 @@ def _quantized_linears(model: torch.nn.Module) -> list[torch.nn.Module]:
             and type(module).__module__.startswith("torch.ao.nn.quantized")]
 
 
-def test_a_run_dir_is_merged_and_takes_the_plain_path(force_cpu_class: Callable[[str], None],
+def test_a_run_dir_is_merged_and_takes_the_plain_path(force_float32_class: Callable[[], None],
                                                       trained_run_dir: Path) -> None:
     """A RUN_DIR served alone is merged as it loads (what `export` writes), so int8 applies as to a MODEL_DIR."""
-    force_cpu_class("avx2")
+    force_float32_class()
     model = Generator.load(trained_run_dir, dtype="auto", quantize="auto").model
     assert not any("lora" in name for name, _ in model.named_modules())
     assert len(_quantized_linears(model)) == 4 * model.config.n_layer + 1
@@ -163,10 +163,10 @@ def _lora_layers_stay_float(model: torch.nn.Module, dtype: torch.dtype) -> None:
     assert loras and all(type(module) is torch.nn.Linear and module.weight.dtype == dtype for module in loras)
 
 
-def test_personas_on_avx2_quantize_the_base_and_keep_lora_float(force_cpu_class: Callable[[str], None],
+def test_personas_on_avx2_quantize_the_base_and_keep_lora_float(force_float32_class: Callable[[], None],
                                                                 tiny_base_dir: Path, persona_inputs: tuple) -> None:
     runs, ids, names, expected = persona_inputs
-    force_cpu_class("avx2")
+    force_float32_class()
     model = Generator.load_personas(str(tiny_base_dir), runs, dtype="auto", quantize="auto").model
     n_layer = model.config.n_layer
     assert len(_quantized_linears(model)) == 4 * n_layer + 1  # every frozen projection and lm_head
