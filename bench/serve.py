@@ -509,6 +509,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    from sobesednik.quiet import quiet_libraries
+
+    quiet_libraries()  # the bench's own lines, not the loaders' progress bars, in its output and its children's
     if len(sys.argv) > 1 and sys.argv[1] == "--child-naive":
         import uvicorn
 
