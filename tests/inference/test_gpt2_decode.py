@@ -1,5 +1,6 @@
-"""The GPT-2 decoding step without the module stack gives `transformers`' logits exactly, on every serving path,
-with left padding and rows leaving the batch; models it does not cover keep `transformers`' forward."""
+"""The GPT-2 decoding step without the module stack gives `transformers`' logits exactly with torch's attention, and
+to float rounding on our attention kernel, on every serving path, with left padding and rows leaving the batch;
+models it does not cover keep `transformers`' forward."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from sobesednik.inference import attention_kernel
 from sobesednik.inference.generator import Generator, Row
 from sobesednik.inference.gpt2_decode import GPT2Decoder
 from sobesednik.inference.kv_cache import reserved_cache
@@ -46,9 +48,24 @@ def _decode(generator: Generator, steps: int, *, lean: bool) -> list[torch.Tenso
 def test_the_decoder_gives_the_models_logits(tiny_model_dir: Path, dtype: str, quantize: str) -> None:
     generator = Generator.load(tiny_model_dir, dtype=dtype, quantize=quantize)
     assert generator.decoder is not None
+    generator.decoder = GPT2Decoder(generator.model)  # torch's attention: the same ops as the model's forward
     for step, (lean, plain) in enumerate(zip(_decode(generator, 6, lean=True), _decode(generator, 6, lean=False),
                                              strict=True)):
         assert torch.equal(lean, plain), f"step {step}: {(lean - plain).abs().max()}"
+
+
+@pytest.mark.parametrize(("dtype", "quantize", "tolerance"),
+                         [("float32", "none", 1e-5), ("float32", "int8", 1e-5), ("bfloat16", "none", 0.05)])
+def test_on_the_attention_kernel_the_logits_agree_to_rounding(tiny_model_dir: Path, dtype: str, quantize: str,
+                                                              tolerance: float) -> None:
+    if attention_kernel.load() is None:
+        pytest.skip("no attention kernel here (needs an x86 CPU with AVX2 and a C compiler)")
+    generator = Generator.load(tiny_model_dir, dtype=dtype, quantize=quantize)
+    assert generator.decoder.attention is not None
+    for step, (lean, plain) in enumerate(zip(_decode(generator, 6, lean=True), _decode(generator, 6, lean=False),
+                                             strict=True)):
+        torch.testing.assert_close(lean, plain, rtol=tolerance, atol=tolerance, msg=f"step {step}")
+        assert torch.equal(lean.argmax(-1), plain.argmax(-1)), f"step {step}"
 
 
 def test_the_generator_decodes_the_same_replies_without_it(tiny_model_dir: Path) -> None:

@@ -13,8 +13,9 @@ import pytest
 import torch
 
 from sobesednik.hardware import _cpuinfo, probe
-from sobesednik.inference import int8_kernel
-from sobesednik.inference.int8_kernel import ISA_FLAGS, KernelBuildError, build, load, load_isa
+from sobesednik.inference import native
+from sobesednik.inference.int8_kernel import load, load_isa
+from sobesednik.inference.native import ISA_FLAGS, KernelBuildError, build
 
 # The /proc/cpuinfo flags each variant's instructions need (a variant this CPU lacks would die of SIGILL).
 _NEEDS = {
@@ -80,13 +81,13 @@ def test_a_wide_row_of_extremes_does_not_overflow(isa: str) -> None:
 
 @needs_compiler
 def test_the_build_is_cached_and_shares_torchs_openmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(int8_kernel.CACHE_ENV, str(tmp_path))
+    monkeypatch.setenv(native.CACHE_ENV, str(tmp_path))
     isa = probe().int8_kernel_isa
     if isa is None:
         pytest.skip(f"no kernel variant for CPU class {probe().cpu_class}")
-    first = build(isa)
+    first = build("w8a16.c", isa)
     assert first.parent == tmp_path and first.stat().st_size > 0
-    assert build(isa) == first and list(tmp_path.iterdir()) == [first]  # no second build, no scratch left
+    assert build("w8a16.c", isa) == first and list(tmp_path.iterdir()) == [first]  # no second build, no scratch left
     assert load() is not None and load().isa == isa
     # The kernel's libgomp.so.1 is torch's, already loaded: not the system's second runtime with its own threads.
     # (Other wheels, e.g. scikit-learn's, bring theirs under other names.)
@@ -100,7 +101,7 @@ def test_without_a_compiler_load_says_so_once_and_gives_none(monkeypatch: pytest
     monkeypatch.setenv("PATH", "/nonexistent")
     monkeypatch.delenv("CC", raising=False)
     with pytest.raises(KernelBuildError, match="no C compiler"):
-        build("avx2")
+        build("w8a16.c", "avx2")
     with caplog.at_level(logging.INFO, logger="sobesednik.inference.int8_kernel"):
         assert load() is None
         assert load() is None

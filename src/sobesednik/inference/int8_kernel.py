@@ -9,44 +9,23 @@ memory bandwidth (all GPT-2-medium linears of one step: 31-34 ms against 19.5-20
 int8 decoding kernel of our own"). This one multiplies in integers (activations quantised to int16, one scale per
 row, finer than bf16).
 
-The C source is compiled once per source, ISA and compiler into the user's cache directory (a fraction of a
-second with `cc`) and loaded with ctypes; the ISA comes from the capability probe
-(`Capabilities.int8_kernel_isa`), so `SOBESEDNIK_CPU_CAPABILITY=avx2` builds and tests the AVX2 variant on a
-bigger CPU. Where there is no C compiler, no AVX2, or the build fails, `load()` returns None, one log line says
-why, and callers keep torch's kernel.
+Built by `native.py` for the ISA variant the capability probe names (`Capabilities.int8_kernel_isa`). Where there
+is no C compiler, no AVX2, or the build fails, `load()` returns None, one log line says why, and callers keep
+torch's kernel.
 """
 
 from __future__ import annotations
 
 import ctypes
 import functools
-import hashlib
 import logging
-import os
-import shutil
-import subprocess
-import tempfile
-from pathlib import Path
 
 import torch
 
 from sobesednik.hardware import probe
+from sobesednik.inference.native import KernelBuildError, load_library
 
 logger = logging.getLogger(__name__)
-
-SOURCE = Path(__file__).with_name("kernels") / "w8a16.c"
-# The -m flags per ISA variant; the C source picks its instructions from the macros these define.
-ISA_FLAGS = {
-    "avx2": ("-mavx2", "-mfma", "-mf16c"),
-    "avx2-vnni": ("-mavx2", "-mfma", "-mf16c", "-mavxvnni"),
-    "avx512": ("-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq"),
-    "avx512-vnni": ("-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx512vnni"),
-}
-CACHE_ENV = "SOBESEDNIK_CACHE_DIR"
-
-
-class KernelBuildError(RuntimeError):
-    """The kernel could not be compiled or loaded here (the message says why)."""
 
 
 class Int8Kernel:
@@ -84,52 +63,9 @@ class Int8Kernel:
         return out
 
 
-def cache_dir() -> Path:
-    """Where built kernels are kept: `$SOBESEDNIK_CACHE_DIR`, else `$XDG_CACHE_HOME/sobesednik`, else
-    `~/.cache/sobesednik`."""
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "sobesednik"
-
-
-def _compiler() -> str:
-    for name in (os.environ.get("CC", ""), "cc", "gcc", "clang"):
-        if name and shutil.which(name):
-            return name
-    raise KernelBuildError("no C compiler (cc, gcc or clang) on PATH")
-
-
-def build(isa: str) -> Path:
-    """Compile the kernel for `isa` (a key of `ISA_FLAGS`) unless the cache has it; return the library's path."""
-    compiler = _compiler()
-    flags = ("-O3", "-fPIC", "-shared", "-fopenmp", *ISA_FLAGS[isa])
-    try:
-        version = subprocess.run([compiler, "--version"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError) as error:
-        raise KernelBuildError(f"{compiler} --version failed: {error}") from error
-    key = hashlib.sha256(SOURCE.read_bytes() + " ".join(flags).encode() + version.encode()).hexdigest()[:16]
-    target = cache_dir() / f"w8a16-{isa}-{key}.so"
-    if target.exists():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # Built under a temporary name and renamed: two processes starting at once each get a whole library.
-    with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
-        built = Path(scratch) / target.name
-        result = subprocess.run([compiler, *flags, str(SOURCE), "-o", str(built)], capture_output=True, text=True)
-        if result.returncode != 0:
-            last = (result.stderr.strip().splitlines() or ["(no output)"])[-1]
-            raise KernelBuildError(f"{compiler} could not build {SOURCE.name} for {isa}: {last}")
-        os.replace(built, target)
-    return target
-
-
 def load_isa(isa: str) -> Int8Kernel:
     """The kernel built for `isa`, loaded; raises `KernelBuildError`. The CPU must run `isa`'s instructions."""
-    try:
-        return Int8Kernel(ctypes.CDLL(str(build(isa))), isa)
-    except OSError as error:
-        raise KernelBuildError(f"the built kernel did not load: {error}") from error
+    return Int8Kernel(load_library("w8a16.c", isa), isa)
 
 
 @functools.cache
@@ -143,7 +79,7 @@ def load() -> Int8Kernel | None:
         return None
     try:
         return load_isa(isa)
-    except (KernelBuildError, OSError) as error:
+    except KernelBuildError as error:
         logger.warning("int8 decoding kernel unavailable (%s): torch's kernel serves decoding steps, about a third "
                        "slower at batch 1; install a C compiler (apt-get install gcc) to build it", error)
         return None

@@ -8,7 +8,7 @@
  * 15 bits, finer than the bf16 they come in) and the dot products run in integers: AVX512-VNNI's `vpdpwssd`
  * multiplies and adds 32 weights in one instruction; AVX-512 and AVX2 without VNNI take `vpmaddwd` + `vpaddd`.
  *
- * Built by `inference/int8_kernel.py` for this CPU, with the -m flags of the ISA it picked (the macros below
+ * Built by `inference/native.py` for this CPU, with the -m flags of the ISA it picked (the macros below
  * follow them), and called through ctypes; torch's OpenMP runtime runs the threads (same libgomp soname).
  */
 #include <limits.h>
