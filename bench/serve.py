@@ -360,7 +360,7 @@ def agreement(model: Path, replies: int = 8) -> dict:
     from agreement import top1_agreement
     from sobesednik.dialogue import render
     from sobesednik.hardware import probe, serving_path
-    from sobesednik.inference.optimize import conv1d_to_linear, fuse_gelu, optimize_model
+    from sobesednik.inference.optimize import conv1d_to_linear, fuse_gelu, optimize_model, quantize_int8
     from sobesednik.modeling.load import load_model
 
     reference, tokenizer = load_model(str(model))
@@ -375,23 +375,19 @@ def agreement(model: Path, replies: int = 8) -> dict:
             sequences.append(out[0].tolist())
             lengths.append(len(prompt))
 
-    def int8_variant(qconfig: object | None, lm_head_fp32: bool) -> nn.Module:
+    def int8_variant(per_channel: bool, lm_head_fp32: bool) -> nn.Module:
         candidate = copy.deepcopy(reference)
         fuse_gelu(candidate)
         conv1d_to_linear(candidate)
-        names = {name for name, module in candidate.named_modules()
-                 if type(module) is nn.Linear and not (lm_head_fp32 and name == "lm_head")}
-        spec = {name: qconfig for name in names} if qconfig else names
-        return torch.ao.quantization.quantize_dynamic(candidate, spec, dtype=torch.qint8)
+        return quantize_int8(candidate, per_channel=per_channel, keep={"lm_head"} if lm_head_fp32 else ())
 
     candidates = {}
     if probe().int8:
         candidates["int8 (serve's: per-tensor, all linears)"] = lambda: optimize_model(
             copy.deepcopy(reference), dtype="float32", quantize="int8")
-        per_channel = torch.ao.quantization.per_channel_dynamic_qconfig
-        candidates["int8 per-channel"] = lambda: int8_variant(per_channel, lm_head_fp32=False)
-        candidates["int8, lm_head fp32"] = lambda: int8_variant(None, lm_head_fp32=True)
-        candidates["int8 per-channel, lm_head fp32"] = lambda: int8_variant(per_channel, lm_head_fp32=True)
+        candidates["int8 per-channel"] = lambda: int8_variant(per_channel=True, lm_head_fp32=False)
+        candidates["int8, lm_head fp32"] = lambda: int8_variant(per_channel=False, lm_head_fp32=True)
+        candidates["int8 per-channel, lm_head fp32"] = lambda: int8_variant(per_channel=True, lm_head_fp32=True)
     if probe().native_bf16:
         candidates["bf16 (serve's: packed where oneDNN has it)"] = lambda: optimize_model(
             copy.deepcopy(reference), dtype="bfloat16", quantize="none")

@@ -24,8 +24,8 @@ COPY src ./src
 RUN pip install --no-deps .
 
 FROM ${PYTHON_IMAGE} AS runtime
-# gcc builds the int8 decoding kernel for the CPU the container runs on, at its first start (into the user's
-# ~/.cache/sobesednik); without it decoding steps fall back to torch's slower kernel.
+# gcc builds the decoding kernels (int8 linears, attention) for the CPU the container runs on, at its first start
+# (into the user's ~/.cache/sobesednik); without it decoding steps fall back to torch's slower kernels.
 RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --create-home --uid 10001 sobesednik

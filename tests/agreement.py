@@ -18,7 +18,9 @@ def top1_agreement(reference: Any, candidate: Any, sequences: list[list[int]], p
     Each sequence is a prompt followed by a reply; only the positions that predict reply tokens count, so this
     is the share of steps where greedy decoding of `candidate` would pick the token `reference` picks.
     `stepwise`: the candidate reads the prompt in one pass and the reply one token per pass over its KV cache,
-    as it decodes (a path that treats decoding steps differently, e.g. int8 steps, is measured as it serves).
+    as it decodes, through the decoding step `Generator` uses (`GPT2Decoder` and its attention kernel where it
+    takes the model): a path that treats decoding steps differently (int8 steps, our attention) is measured as
+    it serves.
     """
     agree = total = 0
     for sequence, prompt_length in zip(sequences, prompt_lengths, strict=True):
@@ -32,11 +34,18 @@ def top1_agreement(reference: Any, candidate: Any, sequences: list[list[int]], p
 
 
 def _stepwise_logits(model: Any, ids: torch.Tensor, prompt_length: int) -> torch.Tensor:
+    from sobesednik.inference.gpt2_decode import GPT2Decoder
     from sobesednik.inference.kv_cache import reserved_cache
 
+    decoder = GPT2Decoder.of(model)
     output = model(input_ids=ids[:, :prompt_length], cache=reserved_cache(), use_cache=True)
-    logits = [output.logits[0, -1]]
+    cache, logits = output.cache, [output.logits[0, -1]]
     for position in range(prompt_length, ids.shape[1] - 1):
-        output = model(input_ids=ids[:, position:position + 1], cache=output.cache, use_cache=True)
-        logits.append(output.logits[0, -1])
+        token = ids[:, position:position + 1]
+        if decoder is not None:
+            logits.append(decoder(token, torch.tensor([[position]]), torch.ones(1, position + 1), cache)[0])
+        else:
+            output = model(input_ids=token, cache=cache, use_cache=True)
+            cache = output.cache
+            logits.append(output.logits[0, -1])
     return torch.stack(logits)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 import torch
@@ -219,20 +219,24 @@ def adapter_owned(model: nn.Module) -> set[int]:
     return owned
 
 
-def quantize_int8(model: nn.Module) -> nn.Module:
-    """Every `nn.Linear` of `model` (but `adapter_owned` ones) as torch's dynamic int8 linear, in place.
+def quantize_int8(model: nn.Module, *, per_channel: bool = False, keep: Collection[str] = ()) -> nn.Module:
+    """Every `nn.Linear` of `model` (but `adapter_owned` ones and those named in `keep`) as torch's dynamic int8
+    linear, in place; one weight scale per tensor, or per output channel (`bench/serve.py --agreement` measures
+    both).
 
     In place: a copy would hold the float model twice while quantising. `lm_head` shares its weight with the
     embedding; its quantized copy only serves the output projection.
     """
     owned = adapter_owned(model)
-    names = {name for name, module in model.named_modules() if type(module) is nn.Linear and id(module) not in owned}
+    names = {name for name, module in model.named_modules()
+             if type(module) is nn.Linear and id(module) not in owned and name not in keep}
     torch.backends.quantized.engine = probe().int8_engine  # the packed weights are the engine's, and so its kernels
     # torch 2.13 marks its eager quantisation as deprecated (for torchao); it is still the int8 engine measured
     # here, and its notices would be the only lines of library noise in `serve`'s log.
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r".*(quantize_per_tensor|torch\.ao\.quantization).*deprecated")
-        return torch.ao.quantization.quantize_dynamic(model, names, dtype=torch.qint8, inplace=True)
+        spec = dict.fromkeys(names, torch.ao.quantization.per_channel_dynamic_qconfig) if per_channel else names
+        return torch.ao.quantization.quantize_dynamic(model, spec, dtype=torch.qint8, inplace=True)
 
 
 def optimize_model(model: Any, *, dtype: str = "float32", quantize: str = "none") -> Any:
