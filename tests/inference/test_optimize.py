@@ -70,6 +70,15 @@ def test_tanh_gelu_is_gpt2s_gelu_on_both_kernels(shape: tuple[int, ...], dtype: 
                                                                        {"atol": 0.02, "rtol": 0.01}))
 
 
+def test_tanh_gelu_keeps_gpt2s_gelu_at_the_extremes() -> None:
+    from transformers.activations import NewGELUActivation
+
+    extremes = torch.tensor([0.0, -0.0, 1e-30, -1e-30, 10.0, -10.0, 50.0, -50.0, 1e20, -1e20, 3e38, -3e38,
+                             float("inf"), float("-inf"), float("nan")])
+    hidden = extremes.repeat(4 * 4096 // len(extremes) + 1)[: 4 * 4096]  # enough rows for the float32 composite
+    torch.testing.assert_close(TanhGelu()(hidden), NewGELUActivation()(hidden), equal_nan=True)
+
+
 @needs_onednn_bf16
 @pytest.mark.parametrize("shape", [(5, 48), (2, 7, 48), (1, 1, 48)])
 def test_packed_linear_computes_what_the_linear_does(shape: tuple[int, ...]) -> None:
