@@ -59,7 +59,9 @@ def build(source: str, isa: str) -> Path:
         version = subprocess.run([compiler, "--version"], capture_output=True, text=True, check=True).stdout
     except (OSError, subprocess.CalledProcessError) as error:
         raise KernelBuildError(f"{compiler} --version failed: {error}") from error
-    key = hashlib.sha256(path.read_bytes() + " ".join(flags).encode() + version.encode()).hexdigest()[:16]
+    # The headers the sources share (`bf16.h`) are part of every build: a change to one rebuilds them all.
+    sources = b"".join(file.read_bytes() for file in (path, *sorted(KERNELS.glob("*.h"))))
+    key = hashlib.sha256(sources + " ".join(flags).encode() + version.encode()).hexdigest()[:16]
     target = cache_dir() / f"{path.stem}-{isa}-{key}.so"
     if target.exists():
         return target

@@ -17,6 +17,8 @@
 
 #include <immintrin.h>
 
+#include "bf16.h"
+
 #define MAX_LENGTH 16384 /* cached tokens per row the scores buffer (on the thread's stack) holds */
 #define MAX_DIM 256      /* head width in floats: the output accumulators stay in registers up to this */
 
@@ -26,14 +28,6 @@ static inline __m256 load8(const void *p, int bf16, int64_t i) {
         return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(bits), 16));
     }
     return _mm256_loadu_ps((const float *)p + i);
-}
-
-static inline uint16_t float_to_bf16(float value) { /* round to nearest even, as torch does */
-    uint32_t bits;
-    memcpy(&bits, &value, sizeof bits);
-    if ((bits & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((bits >> 16) | 0x40u); /* NaN stays NaN */
-    bits += 0x7fffu + ((bits >> 16) & 1u);
-    return (uint16_t)(bits >> 16);
 }
 
 static inline float hsum(__m256 v) {

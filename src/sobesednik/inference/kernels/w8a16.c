@@ -19,6 +19,8 @@
 
 #include <immintrin.h>
 
+#include "bf16.h"
+
 #if defined(__AVX512BW__)
 typedef __m512i vec;
 #define LANES 32 /* int16 activations per vector */
@@ -65,21 +67,6 @@ static inline int64_t reduce256(__m256i v) {
  * GPT-2-medium step at 26-28 ms on two AMX-Xeon cores; 2-8 KB ahead took them to 19-20 ms (18 GB/s, about the
  * machine's copy bandwidth), 1 KB ahead to 21-23 ms. */
 #define PREFETCH_BYTES 4096
-
-static inline float bf16_to_float(uint16_t bits) {
-    uint32_t wide = (uint32_t)bits << 16;
-    float value;
-    memcpy(&value, &wide, sizeof value);
-    return value;
-}
-
-static inline uint16_t float_to_bf16(float value) { /* round to nearest even, as torch does */
-    uint32_t bits;
-    memcpy(&bits, &value, sizeof bits);
-    if ((bits & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((bits >> 16) | 0x40u); /* NaN stays NaN */
-    bits += 0x7fffu + ((bits >> 16) & 1u);
-    return (uint16_t)(bits >> 16);
-}
 
 static inline float load_activation(const void *x, int bf16, int64_t i) {
     return bf16 ? bf16_to_float(((const uint16_t *)x)[i]) : ((const float *)x)[i];
