@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 from sobesednik.hardware import probe
-from sobesednik.inference import attention_kernel
+from sobesednik.inference import attention_kernel, native
 from sobesednik.inference.attention_kernel import AttentionKernel
 
 
@@ -98,9 +99,9 @@ def test_wrong_inputs_are_refused_before_the_c_code_sees_them(kernel: AttentionK
         kernel.attend(query, keys, values, valid.long(), 0.125)
 
 
-def test_without_a_compiler_load_says_so_once_and_gives_none(monkeypatch: pytest.MonkeyPatch, tmp_path,
+def test_without_a_compiler_load_says_so_once_and_gives_none(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
                                                              caplog: pytest.LogCaptureFixture) -> None:
-    monkeypatch.setenv("SOBESEDNIK_CACHE_DIR", str(tmp_path))  # nothing built before
+    monkeypatch.setenv(native.CACHE_ENV, str(tmp_path))  # nothing built before
     monkeypatch.setenv("PATH", "/nonexistent")
     monkeypatch.delenv("CC", raising=False)
     with caplog.at_level(logging.INFO, logger="sobesednik.inference.attention_kernel"):
