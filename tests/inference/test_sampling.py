@@ -40,6 +40,14 @@ def test_greedy_rows_take_the_argmax_beside_sampled_rows() -> None:
     assert {first for first, _ in chosen} == {1} and len({second for _, second in chosen}) > 1
 
 
+def test_a_row_with_every_token_banned_falls_back_without_failing_the_batch() -> None:
+    logits = torch.cat([torch.full_like(LOGITS, float("-inf")), LOGITS])
+    logits[1, [0, 2, 3, 4]] = float("-inf")  # one token left: a sampled row must take it
+    params = [SamplingParams(temperature=1.0)] * 2
+    first, second = sample_next(logits, params, [torch.Generator().manual_seed(0)] * 2).tolist()
+    assert 0 <= first < LOGITS.shape[1] and second == 1
+
+
 def test_repetition_penalty_and_ngram_ban() -> None:
     logits = torch.tensor([[2.0, -2.0, 1.0, 1.0]])
     apply_repetition_penalty(logits, torch.tensor([[0, 1, 1]]), [2.0])  # a repeated id is penalised once
