@@ -188,7 +188,7 @@ def serving_path(dtype: str, quantize: str, *, device: str = "cpu") -> ServingPa
     3, 16 users: 63.5 tokens/s against 28.6 for float32), float32 where int8 has no engine. On the avx2 class,
     dynamic int8's prompt passes run on a second, oneDNN-packed copy of the int8 weights (`onednn_prompts`):
     with activations of 7 bits, as fbgemm's, it computes the same numbers and made the 16-user prompt pass 14%
-    faster on that EPYC (docs/benchmarks.md, "The AVX2 class on real AVX2 hardware"); fbgemm stays faster for
+    faster on that EPYC (docs/benchmarks.md, "prompt passes on oneDNN"); fbgemm stays faster for
     decoding steps, and other classes were not measured. On an AVX512-BF16 EPYC
     without AMX, bf16 and dynamic int8 are about as fast (195 and 189 tokens/s at 16 users, the decoding steps'
     attention on our kernel), and int8 agreed 0.90 with float32 against bf16's 0.96: bf16 stays. Where bf16 is

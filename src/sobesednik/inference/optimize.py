@@ -7,12 +7,13 @@ many adapters) get the same path for the frozen base layers under their LoRA wra
 reads as weights (LoRA's A and B, trained token rows, fully trained modules) stays a plain float layer, so every
 adapter's delta is computed as trained. (A single RUN_DIR is merged when it loads, `Generator.load`.)
 
-Two more CPU wins, measured in `docs/benchmarks.md`: on bf16, every `nn.Linear` weight is re-laid out once
+More CPU wins, measured in `docs/benchmarks.md`: on bf16, every `nn.Linear` weight is re-laid out once
 into oneDNN's blocked format (`PackedLinear`), which a plain bf16 `nn.Linear` redoes on every call (the
 linear layers ≈1.5× faster at batch 1 and 16), and with `quantize="auto"` each linear keeps a weight-only int8
 copy for decoding steps of a few users (`Int8StepsLinear`: half the bytes read per token, on our integer kernel,
-`int8_kernel`); GPT-2's `gelu_new`, five elementwise passes in Python, becomes `TanhGelu` (the same function, by
-the faster of two forms).
+`int8_kernel`); on the avx2 class, dynamic int8's prompt passes run on a second, oneDNN-packed copy of the int8
+weights, which is faster there over many rows (`OnednnPromptsInt8`); GPT-2's `gelu_new`, five elementwise passes
+in Python, becomes `TanhGelu` (the same function, by the faster of two forms).
 
     model = optimize_model(model, dtype="bfloat16", quantize="none")
 """
@@ -43,8 +44,9 @@ QUANTIZE = ("auto", "none", "int8")
 INT8_MAX_ROWS = 4
 # Rows per call from which `OnednnPromptsInt8` takes its oneDNN weights. One GPT-2-medium layer's four dynamic
 # int8 linears, fbgemm / oneDNN, AMD EPYC Zen 3 (AVX2), 2 threads: 2.3 / 5.5 ms at 16 rows, 6.0 / 8.6 at 64,
-# 11.7 / 13.6 at 128, 23.0 / 22.9 at 256, 108 / 102 at 1,149 (docs/benchmarks.md, "The AVX2 class on real
-# AVX2 hardware"): decoding steps stay on fbgemm up to 255 users, prompt passes of a few users' turns go over.
+# 11.7 / 13.6 at 128, 23.0 / 22.9 at 256, 108 / 102 at 1,149 (docs/benchmarks.md, "Sampling from the top k,
+# prompt passes on oneDNN"): decoding steps stay on fbgemm up to 255 users, prompt passes of a few users' turns
+# go over.
 ONEDNN_MIN_ROWS = 256
 # Rows of a weight quantised at a time: the float copy of a slice, not of the whole matrix (ruDialoGPT's output
 # layer alone would be a 206 MB float copy while the model loads).
