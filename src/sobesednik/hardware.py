@@ -53,9 +53,6 @@ class Capabilities:
     # there is none. Set before quantising (`optimize.quantize_int8`): an aarch64 torch lists fbgemm's engine
     # first too, and its kernels raise "unknown architecure" there.
     int8_engine: str | None
-    # torch has oneDNN's quantized engine too, a second home for the int8 weights of prompt passes
-    # (`ServingPath.onednn_prompts`)
-    onednn_int8: bool = False
     int8_kernel_isa: str | None = None  # the variant of our int8 decoding kernel this CPU runs (`int8_kernel_isa`)
     hardware_class: str = ""  # the class of the CPU's own flags, when `cpu_class` is lower (capped, emulated)
 
@@ -83,14 +80,12 @@ class ServingPath:
     quantize: str  # none / int8
     pack_bf16: bool
     int8_steps: bool = False  # decoding steps of 1-4 rows on a weight-only int8 copy (`optimize.Int8StepsLinear`)
-    onednn_prompts: bool = False  # dynamic int8 prompt passes on a oneDNN copy of the weights (`optimize.py`)
 
     def describe(self) -> str:
         packing = ", packed for oneDNN" if self.pack_bf16 else ""
         quantize = ", dynamic int8 linears" if self.quantize == "int8" else ""
         steps = ", decoding steps on weight-only int8" if self.int8_steps else ""
-        prompts = " (prompt passes on oneDNN)" if self.onednn_prompts else ""
-        return f"{self.dtype}{quantize}{prompts}{packing}{steps}"
+        return f"{self.dtype}{quantize}{packing}{steps}"
 
 
 def classify_cpu(flags: set[str], machine: str) -> str:
@@ -175,29 +170,22 @@ def probe() -> Capabilities:
     int8_engine = next((engine for engine in wanted if engine in engines), None)
     cuda = torch.cuda.is_available()
     return Capabilities(model, cpu_class, cuda, cuda and torch.cuda.is_bf16_supported(), onednn_bf16, int8_engine,
-                        onednn_int8="onednn" in engines and cpu_class in X86_CLASSES[1:],
-                        int8_kernel_isa=int8_kernel_isa(cpu_class, kernel_flags),
-                        hardware_class=hardware_class if capped else "")
+                        int8_kernel_isa(cpu_class, kernel_flags), hardware_class if capped else "")
 
 
 def serving_path(dtype: str, quantize: str, *, device: str = "cpu") -> ServingPath:
     """The dtype, quantisation and packing `serve` uses for a request of `dtype` / `quantize` (each may be `auto`).
 
-    `auto` picks what measured fastest at the quality bar (docs/benchmarks.md, greedy top-1 agreement with
-    float32 >= 0.95): native bf16 where the CPU or GPU has it; on a CPU without it, dynamic int8 (AVX2 EPYC Zen
-    3, 16 users: 63.5 tokens/s against 28.6 for float32), float32 where int8 has no engine. On the avx2 class,
-    dynamic int8's prompt passes run on a second, oneDNN-packed copy of the int8 weights (`onednn_prompts`):
-    with activations of 7 bits, as fbgemm's, it computes the same numbers and made the 16-user prompt pass 14%
-    faster on that EPYC (docs/benchmarks.md, "prompt passes on oneDNN"); fbgemm stays faster for
-    decoding steps, and other classes were not measured. On an AVX512-BF16 EPYC
-    without AMX, bf16 and dynamic int8 are about as fast (195 and 189 tokens/s at 16 users, the decoding steps'
-    attention on our kernel), and int8 agreed 0.90 with float32 against bf16's 0.96: bf16 stays. Where bf16 is
-    packed for oneDNN and `quantize` is `auto`, decoding steps of up to 4 rows run on a weight-only int8 copy of
-    the linears (`int8_steps`, on our kernel where it builds): on an AMX Xeon all the linears of a 1-row step
-    took 19-23 ms against 36-55 ms on packed bf16 alone, at the same greedy agreement with float32
-    (docs/benchmarks.md, "An int8 decoding kernel of our own"). Personas' base layers take the same path as a
-    plain model's (`optimize.py`). An explicit bfloat16 on a CPU without oneDNN's bf16 linear runs plain,
-    unpacked bf16 rather than fail.
+    `auto` picks what measured fastest at the quality bar (docs/benchmarks.md, greedy top-1 agreement with float32
+    >= 0.95): native bf16 where the CPU or GPU has it; on a CPU without it, dynamic int8 (AVX2 EPYC Zen 3, 16 users:
+    63.5 tokens/s against 28.6 for float32), float32 where int8 has no engine. On an AVX512-BF16 EPYC without AMX,
+    bf16 and dynamic int8 are about as fast (195 and 189 tokens/s at 16 users, the decoding steps' attention on our
+    kernel), and int8 agreed 0.90 with float32 against bf16's 0.96: bf16 stays. Where bf16 is packed for oneDNN and
+    `quantize` is `auto`, decoding steps of up to 4 rows run on a weight-only int8 copy of the linears
+    (`int8_steps`, on our kernel where it builds): on an AMX Xeon all the linears of a 1-row step took 19-23 ms
+    against 36-55 ms on packed bf16 alone, at the same greedy agreement with float32 (docs/benchmarks.md, "An int8
+    decoding kernel of our own"). Personas' base layers take the same path as a plain model's (`optimize.py`). An
+    explicit bfloat16 on a CPU without oneDNN's bf16 linear runs plain, unpacked bf16 rather than fail.
     """
     capabilities = probe()
     if device == "cuda":
@@ -210,8 +198,7 @@ def serving_path(dtype: str, quantize: str, *, device: str = "cpu") -> ServingPa
     int8_steps = pack and quantize == "auto"  # our int8 kernel, or torch's where ours cannot be built
     if quantize == "auto":
         quantize = "int8" if dtype == "float32" and capabilities.int8 else "none"
-    onednn_prompts = quantize == "int8" and capabilities.cpu_class == "avx2" and capabilities.onednn_int8
-    return ServingPath(dtype, quantize, pack, int8_steps, onednn_prompts)
+    return ServingPath(dtype, quantize, pack, int8_steps)
 
 
 def training_precision(precision: str) -> str:

@@ -19,15 +19,12 @@ from sobesednik.inference import int8_kernel
 from sobesednik.inference.generator import Generator, Row
 from sobesednik.inference.optimize import (
     INT8_MAX_ROWS,
-    ONEDNN_MIN_ROWS,
     Int8StepsLinear,
-    OnednnPromptsInt8,
     PackedLinear,
     TanhGelu,
     conv1d_to_linear,
     fuse_gelu,
     optimize_model,
-    quantize_int8,
 )
 
 needs_onednn_bf16 = pytest.mark.skipif(
@@ -136,21 +133,6 @@ def test_auto_on_avx2_quantizes_a_model_dir_to_int8(force_float32_class: Callabl
     quantized = [module for module in model.modules() if type(module).__name__ == "Linear"
                  and type(module).__module__.startswith("torch.ao.nn.quantized")]
     assert len(quantized) == 4 * model.config.n_layer + 1  # every projection and lm_head
-    if serving_path("auto", "auto").onednn_prompts:  # the layers' prompt passes on oneDNN, never the output layer's
-        wrapped = [module.dynamic for module in model.modules() if isinstance(module, OnednnPromptsInt8)]
-        assert len(wrapped) == 4 * model.config.n_layer and model.lm_head not in wrapped
-
-
-@pytest.mark.skipif(not probe().onednn_int8, reason=f"needs torch's oneDNN int8 engine on an x86 CPU with AVX2; "
-                                                     f"this CPU is {probe().cpu_class}")
-def test_onednn_prompts_compute_what_the_dynamic_linear_does() -> None:
-    model = quantize_int8(torch.nn.Sequential(torch.nn.Linear(64, 48)))
-    dynamic = model[0]
-    both = OnednnPromptsInt8(dynamic)
-    assert torch.backends.quantized.engine == probe().int8_engine  # packing oneDNN's copy left the engine as it was
-    for rows in (1, ONEDNN_MIN_ROWS - 1, ONEDNN_MIN_ROWS, 700):  # decoding steps on fbgemm, prompt passes on oneDNN
-        hidden = torch.randn(1, rows, 64) * 3
-        torch.testing.assert_close(both(hidden), dynamic(hidden))  # 7-bit activations on both: the same numbers
 
 
 def _quantized_linears(model: torch.nn.Module) -> list[torch.nn.Module]:

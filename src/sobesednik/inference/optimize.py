@@ -7,13 +7,12 @@ many adapters) get the same path for the frozen base layers under their LoRA wra
 reads as weights (LoRA's A and B, trained token rows, fully trained modules) stays a plain float layer, so every
 adapter's delta is computed as trained. (A single RUN_DIR is merged when it loads, `Generator.load`.)
 
-More CPU wins, measured in `docs/benchmarks.md`: on bf16, every `nn.Linear` weight is re-laid out once
+Two more CPU wins, measured in `docs/benchmarks.md`: on bf16, every `nn.Linear` weight is re-laid out once
 into oneDNN's blocked format (`PackedLinear`), which a plain bf16 `nn.Linear` redoes on every call (the
 linear layers ≈1.5× faster at batch 1 and 16), and with `quantize="auto"` each linear keeps a weight-only int8
 copy for decoding steps of a few users (`Int8StepsLinear`: half the bytes read per token, on our integer kernel,
-`int8_kernel`); on the avx2 class, dynamic int8's prompt passes run on a second, oneDNN-packed copy of the int8
-weights, which is faster there over many rows (`OnednnPromptsInt8`); GPT-2's `gelu_new`, five elementwise passes
-in Python, becomes `TanhGelu` (the same function, by the faster of two forms).
+`int8_kernel`); GPT-2's `gelu_new`, five elementwise passes in Python, becomes `TanhGelu` (the same function, by
+the faster of two forms).
 
     model = optimize_model(model, dtype="bfloat16", quantize="none")
 """
@@ -42,12 +41,6 @@ QUANTIZE = ("auto", "none", "int8")
 # at 1 row, 19-21 / 38-51 at 2, 26-37 / 57-64 at 4, 50-64 / 52-66 at 8 (docs/benchmarks.md, "An int8 decoding
 # kernel of our own"); prompt passes have more rows.
 INT8_MAX_ROWS = 4
-# Rows per call from which `OnednnPromptsInt8` takes its oneDNN weights. One GPT-2-medium layer's four dynamic
-# int8 linears, fbgemm / oneDNN, AMD EPYC Zen 3 (AVX2), 2 threads: 2.3 / 5.5 ms at 16 rows, 6.0 / 8.6 at 64,
-# 11.7 / 13.6 at 128, 23.0 / 22.9 at 256, 108 / 102 at 1,149 (docs/benchmarks.md, "Sampling from the top k,
-# prompt passes on oneDNN"): decoding steps stay on fbgemm up to 255 users, prompt passes of a few users' turns
-# go over.
-ONEDNN_MIN_ROWS = 256
 # Rows of a weight quantised at a time: the float copy of a slice, not of the whole matrix (ruDialoGPT's output
 # layer alone would be a 206 MB float copy while the model loads).
 _QUANTIZE_ROWS = 256
@@ -165,57 +158,6 @@ class Int8StepsLinear(nn.Module):
         return self.int8(hidden)
 
 
-class OnednnPromptsInt8(nn.Module):
-    """torch's dynamic int8 linear with its weights packed twice: calls of `ONEDNN_MIN_ROWS` rows or more
-    (prompt passes) on oneDNN's copy, smaller ones (decoding steps) on the engine it was quantised for.
-
-    On an AVX2 CPU oneDNN's int8 GEMM is the faster of the two over many rows and fbgemm's over a few. Both are
-    handed 7-bit activations (`reduce_range`, as torch's dynamic linear asks of fbgemm): without a VNNI
-    instruction both multiply int8 pairs into saturating int16 sums, and 7 bits keep those exact, so the two
-    copies compute the same numbers. The copy costs the int8 weights once more in memory (302 MB for
-    ruDialoGPT-medium's layers).
-    """
-
-    def __init__(self, dynamic: nn.Module) -> None:
-        super().__init__()
-        self.dynamic = dynamic
-        self.in_features, self.out_features = dynamic.in_features, dynamic.out_features
-        weight, bias = dynamic._packed_params._weight_bias()
-        engine = torch.backends.quantized.engine
-        torch.backends.quantized.engine = "onednn"  # prepacking lays the weight out for the current engine
-        try:
-            self.onednn_weight = torch.ops.quantized.linear_prepack(weight, bias)
-        finally:
-            torch.backends.quantized.engine = engine
-        self.onednn_min_elements = ONEDNN_MIN_ROWS * self.in_features
-
-    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        if hidden.numel() < self.onednn_min_elements:
-            return self.dynamic(hidden)
-        # The op runs the kernels of the packed weight it is given, whatever the current engine.
-        return torch.ops.quantized.linear_dynamic(hidden, self.onednn_weight, reduce_range=True)
-
-    def extra_repr(self) -> str:
-        return (f"in_features={self.in_features}, out_features={self.out_features}, dynamic int8, "
-                f"oneDNN from {ONEDNN_MIN_ROWS} rows")
-
-
-def onednn_prompts(model: nn.Module) -> int:
-    """Wrap every dynamic int8 linear of `model` but its output layer in an `OnednnPromptsInt8`; return the count.
-
-    A prompt pass computes the output layer for each row's last token only (`logits_to_keep`), so it never has
-    the rows for oneDNN's copy, which would cost 51 MB for ruDialoGPT's.
-    """
-    from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
-
-    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
-
-    def wrapped(child: nn.Module) -> nn.Module | None:
-        return OnednnPromptsInt8(child) if type(child) is DynamicLinear and child is not head else None
-
-    return _replace_modules(model, wrapped)
-
-
 def pack_bf16_linears(model: nn.Module, *, int8_steps: bool = False) -> int:
     """Replace every bf16 `nn.Linear` of a CPU model with a `PackedLinear` (with `int8_steps`, inside an
     `Int8StepsLinear`); return the count.
@@ -314,10 +256,7 @@ def optimize_model(model: Any, *, dtype: str = "float32", quantize: str = "none"
     fuse_gelu(model)
     conv1d_to_linear(model)
     if path.quantize == "int8":
-        model = quantize_int8(model)
-        if path.onednn_prompts:
-            onednn_prompts(model)
-        return model
+        return quantize_int8(model)
     if path.dtype != "float32":
         model = model.to(DTYPES[path.dtype])
     if path.pack_bf16:
