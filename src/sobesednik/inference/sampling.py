@@ -106,14 +106,12 @@ def sample_next(logits: torch.Tensor, params: Sequence[SamplingParams], generato
     """
     logits = logits.float()
     sampled = [row for row, p in enumerate(params) if not p.greedy]
-    if len(sampled) < len(params):
-        chosen = logits.argmax(dim=-1)  # the greedy rows' tokens (the sampled rows' are overwritten below)
-        if not sampled:
-            return chosen
-        scores = logits[sampled]
-    else:
-        chosen = torch.empty(len(params), dtype=torch.long, device=logits.device)
-        scores = logits
+    some_greedy = len(sampled) < len(params)
+    # The greedy rows' tokens; the sampled rows' are written at the end.
+    chosen = logits.argmax(dim=-1) if some_greedy else torch.empty(len(params), dtype=torch.long, device=logits.device)
+    if not sampled:
+        return chosen
+    scores = logits[sampled] if some_greedy else logits  # no copy of the logits when every row samples
     vocab = logits.shape[-1]
     top_k = [params[row].top_k if 0 < params[row].top_k < vocab else vocab for row in sampled]
     values, indices = torch.topk(scores, max(top_k))  # sorted, largest first
@@ -134,7 +132,7 @@ def sample_next(logits: torch.Tensor, params: Sequence[SamplingParams], generato
         if finite[i]:
             # The row's own k candidates only, so a seed draws the same numbers whatever the other rows ask for.
             picks.append(torch.multinomial(probs[i, :top_k[i]], 1, generator=generators[row]))
-        else:  # everything is banned: fall back to the argmax rather than fail
+        else:  # everything is banned: fall back to the top candidate rather than fail
             picks.append(torch.zeros(1, dtype=torch.long))
     chosen[sampled] = indices.gather(1, torch.stack(picks)).squeeze(1)
     return chosen
