@@ -36,7 +36,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
@@ -360,7 +362,13 @@ def agreement(model: Path, replies: int = 8) -> dict:
     from agreement import top1_agreement
     from sobesednik.dialogue import render
     from sobesednik.hardware import probe, serving_path
-    from sobesednik.inference.optimize import conv1d_to_linear, fuse_gelu, optimize_model, quantize_int8
+    from sobesednik.inference.optimize import (
+        conv1d_to_linear,
+        fuse_gelu,
+        optimize_model,
+        quantize_int8,
+        quantize_int8_torch,
+    )
     from sobesednik.modeling.load import load_model
 
     reference, tokenizer = load_model(str(model))
@@ -375,19 +383,21 @@ def agreement(model: Path, replies: int = 8) -> dict:
             sequences.append(out[0].tolist())
             lengths.append(len(prompt))
 
-    def int8_variant(per_channel: bool, lm_head_fp32: bool) -> nn.Module:
-        candidate = copy.deepcopy(reference)
-        fuse_gelu(candidate)
-        conv1d_to_linear(candidate)
-        return quantize_int8(candidate, per_channel=per_channel, keep={"lm_head"} if lm_head_fp32 else ())
+    def int8_variant(quantize: Callable[..., nn.Module], **options: Any) -> Callable[[], nn.Module]:
+        def build() -> nn.Module:
+            candidate = copy.deepcopy(reference)
+            fuse_gelu(candidate)
+            conv1d_to_linear(candidate)
+            return quantize(candidate, **options)
+        return build
 
     candidates = {}
     if probe().int8:
-        candidates["int8 (serve's: per-tensor, all linears)"] = lambda: optimize_model(
+        candidates["int8 (serve's: ours where it builds, all linears)"] = lambda: optimize_model(
             copy.deepcopy(reference), dtype="float32", quantize="int8")
-        candidates["int8 per-channel"] = lambda: int8_variant(per_channel=True, lm_head_fp32=False)
-        candidates["int8, lm_head fp32"] = lambda: int8_variant(per_channel=False, lm_head_fp32=True)
-        candidates["int8 per-channel, lm_head fp32"] = lambda: int8_variant(per_channel=True, lm_head_fp32=True)
+        candidates["int8 (serve's), lm_head fp32"] = int8_variant(quantize_int8, keep={"lm_head"})
+        candidates["torch's int8, per tensor"] = int8_variant(quantize_int8_torch)
+        candidates["torch's int8, per channel"] = int8_variant(quantize_int8_torch, per_channel=True)
     if probe().native_bf16:
         candidates["bf16 (serve's: packed where oneDNN has it)"] = lambda: optimize_model(
             copy.deepcopy(reference), dtype="bfloat16", quantize="none")

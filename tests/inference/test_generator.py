@@ -176,6 +176,7 @@ def test_an_auto_path_that_fails_on_this_cpu_falls_back_to_float32(tiny_model_di
     import torch
 
     from sobesednik.inference import generator as generator_module
+    from sobesednik.inference.dynamic_int8 import DynamicInt8Linear
     from sobesednik.inference.optimize import PackedLinear
 
     real = generator_module.optimize_model
@@ -190,7 +191,7 @@ def test_an_auto_path_that_fails_on_this_cpu_falls_back_to_float32(tiny_model_di
     with caplog.at_level("WARNING", logger=generator_module.__name__):
         fallen_back = Generator.load(tiny_model_dir, dtype="auto", quantize="auto")
     assert next(fallen_back.model.parameters()).dtype == torch.float32
-    assert not any(isinstance(module, PackedLinear) or "quantized" in type(module).__module__
+    assert not any(isinstance(module, PackedLinear | DynamicInt8Linear) or "quantized" in type(module).__module__
                    for module in fallen_back.model.modules())  # the plain path: no packed or int8 layers
     assert fallen_back.generate([Row(fallen_back.chat_prompt([{"role": "user", "content": "привет"}], 3),
                                      fallen_back.defaults.with_overrides(max_new_tokens=3))])

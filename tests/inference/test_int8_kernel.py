@@ -5,33 +5,17 @@ torch's OpenMP runtime; without a C compiler the layers fall back to torch's ker
 from __future__ import annotations
 
 import logging
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
 
-from sobesednik.hardware import _cpuinfo, probe
+from kernel_variants import needs_compiler, variants
+from sobesednik.hardware import probe
 from sobesednik.inference import native
 from sobesednik.inference.int8_kernel import load, load_isa
-from sobesednik.inference.native import ISA_FLAGS, KernelBuildError, build
-
-# The /proc/cpuinfo flags each variant's instructions need (a variant this CPU lacks would die of SIGILL).
-_NEEDS = {
-    "avx2": {"avx2", "fma", "f16c"},
-    "avx2-vnni": {"avx2", "fma", "f16c", "avx_vnni"},
-    "avx512": {"avx512f", "avx512bw", "avx512vl", "avx512dq"},
-    "avx512-vnni": {"avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_vnni"},
-}
-_FLAGS = _cpuinfo()[1]
-needs_compiler = pytest.mark.skipif(shutil.which("cc") is None, reason="needs a C compiler (cc) to build the kernel")
-
-
-def _variants() -> list[pytest.param]:
-    return [pytest.param(isa, marks=pytest.mark.skipif(not _NEEDS[isa] <= _FLAGS,
-                                                       reason=f"this CPU lacks {sorted(_NEEDS[isa] - _FLAGS)}"))
-            for isa in ISA_FLAGS]
+from sobesednik.inference.native import KernelBuildError, build
 
 
 @pytest.fixture(autouse=True)
@@ -48,7 +32,7 @@ def _weight_only_int8(outputs: int, width: int) -> tuple[torch.Tensor, torch.Ten
 
 
 @needs_compiler
-@pytest.mark.parametrize("isa", _variants())
+@pytest.mark.parametrize("isa", variants())
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
 @pytest.mark.parametrize(("rows", "outputs", "width"), [(1, 96, 64), (3, 45, 100), (4, 7, 1024)])
 def test_every_variant_computes_the_weight_only_int8_linear(isa: str, dtype: torch.dtype, rows: int,
@@ -68,7 +52,7 @@ def test_every_variant_computes_the_weight_only_int8_linear(isa: str, dtype: tor
 
 
 @needs_compiler
-@pytest.mark.parametrize("isa", _variants())
+@pytest.mark.parametrize("isa", variants())
 def test_a_wide_row_of_extremes_does_not_overflow(isa: str) -> None:
     width = 16384  # every product at its largest: the sum is ~4e10 times the steps, far past INT32_MAX
     weight = torch.full((4, width), 127, dtype=torch.int8)

@@ -15,7 +15,8 @@ from agreement import top1_agreement
 from sobesednik.dialogue import render, render_reply
 from sobesednik.errors import ConfigError
 from sobesednik.hardware import probe, serving_path
-from sobesednik.inference import int8_kernel
+from sobesednik.inference import dynamic_int8, int8_kernel
+from sobesednik.inference.dynamic_int8 import DynamicInt8Linear
 from sobesednik.inference.generator import Generator, Row
 from sobesednik.inference.optimize import (
     INT8_MAX_ROWS,
@@ -130,14 +131,15 @@ def test_auto_on_avx2_quantizes_a_model_dir_to_int8(force_float32_class: Callabl
                                                     tiny_model_dir: Path) -> None:
     force_float32_class()
     model = Generator.load(tiny_model_dir, dtype="auto", quantize="auto").model
-    quantized = [module for module in model.modules() if type(module).__name__ == "Linear"
-                 and type(module).__module__.startswith("torch.ao.nn.quantized")]
-    assert len(quantized) == 4 * model.config.n_layer + 1  # every projection and lm_head
+    assert len(_quantized_linears(model)) == 4 * model.config.n_layer + 1  # every projection and lm_head
+    on_ours = dynamic_int8.load() is not None
+    assert all(isinstance(module, DynamicInt8Linear) == on_ours for module in _quantized_linears(model))
 
 
 def _quantized_linears(model: torch.nn.Module) -> list[torch.nn.Module]:
-    return [module for module in model.modules() if type(module).__name__ == "Linear"
-            and type(module).__module__.startswith("torch.ao.nn.quantized")]
+    """Dynamic int8 linears: ours where the kernel builds, else torch's."""
+    return [module for module in model.modules() if isinstance(module, DynamicInt8Linear)
+            or (type(module).__name__ == "Linear" and type(module).__module__.startswith("torch.ao.nn.quantized"))]
 
 
 def test_a_run_dir_is_merged_and_takes_the_plain_path(force_float32_class: Callable[[], None],

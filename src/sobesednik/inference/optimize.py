@@ -30,7 +30,7 @@ from torch import nn
 
 from sobesednik.errors import ConfigError
 from sobesednik.hardware import probe, serving_path
-from sobesednik.inference import int8_kernel
+from sobesednik.inference import dynamic_int8, int8_kernel
 
 logger = logging.getLogger(__name__)
 
@@ -221,17 +221,29 @@ def adapter_owned(model: nn.Module) -> set[int]:
     return owned
 
 
-def quantize_int8(model: nn.Module, *, per_channel: bool = False, keep: Collection[str] = ()) -> nn.Module:
-    """Every `nn.Linear` of `model` (but `adapter_owned` ones and those named in `keep`) as torch's dynamic int8
-    linear, in place; one weight scale per tensor, or per output channel (`bench/serve.py --agreement` measures
-    both).
+def quantize_int8(model: nn.Module, *, keep: Collection[str] = ()) -> nn.Module:
+    """Every `nn.Linear` of `model` (but `adapter_owned` ones and those named in `keep`) as a dynamic int8 linear,
+    in place: ours (`dynamic_int8`: per-row activation and per-row weight scales, about 1.6x fbgemm's speed at 16
+    rows on an AVX2 EPYC) where it builds, else torch's (`quantize_int8_torch`).
 
     In place: a copy would hold the float model twice while quantising. `lm_head` shares its weight with the
     embedding; its quantized copy only serves the output projection.
     """
-    owned = adapter_owned(model)
-    names = {name for name, module in model.named_modules()
-             if type(module) is nn.Linear and id(module) not in owned and name not in keep}
+    kernel = dynamic_int8.load()
+    if kernel is None:
+        return quantize_int8_torch(model, keep=keep)
+    names = _int8_candidates(model, keep)
+    for parent_name, parent in list(model.named_modules()):
+        for name, child in list(parent.named_children()):
+            if f"{parent_name}.{name}".lstrip(".") in names:
+                setattr(parent, name, dynamic_int8.DynamicInt8Linear(child, kernel))
+    return model
+
+
+def quantize_int8_torch(model: nn.Module, *, per_channel: bool = False, keep: Collection[str] = ()) -> nn.Module:
+    """`quantize_int8` on torch's dynamic int8 linear (fbgemm / qnnpack), with one weight scale per tensor or per
+    output channel (`bench/serve.py --agreement` measures both)."""
+    names = _int8_candidates(model, keep)
     torch.backends.quantized.engine = probe().int8_engine  # the packed weights are the engine's, and so its kernels
     # torch 2.13 marks its eager quantisation as deprecated (for torchao); it is still the int8 engine measured
     # here, and its notices would be the only lines of library noise in `serve`'s log.
@@ -239,6 +251,13 @@ def quantize_int8(model: nn.Module, *, per_channel: bool = False, keep: Collecti
         warnings.filterwarnings("ignore", message=r".*(quantize_per_tensor|torch\.ao\.quantization).*deprecated")
         spec = dict.fromkeys(names, torch.ao.quantization.per_channel_dynamic_qconfig) if per_channel else names
         return torch.ao.quantization.quantize_dynamic(model, spec, dtype=torch.qint8, inplace=True)
+
+
+def _int8_candidates(model: nn.Module, keep: Collection[str]) -> set[str]:
+    """Names of the `nn.Linear`s that `quantize_int8` takes: not `adapter_owned`, not in `keep`."""
+    owned = adapter_owned(model)
+    return {name for name, module in model.named_modules()
+            if type(module) is nn.Linear and id(module) not in owned and name not in keep}
 
 
 def optimize_model(model: Any, *, dtype: str = "float32", quantize: str = "none") -> Any:
