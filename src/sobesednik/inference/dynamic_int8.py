@@ -116,6 +116,6 @@ def load() -> DynamicInt8Kernel | None:
     try:
         return load_isa(isa)
     except KernelBuildError as error:
-        logger.warning("dynamic int8 kernel unavailable (%s): torch's dynamic int8 linears serve, about a quarter "
+        logger.warning("dynamic int8 kernel unavailable (%s): torch's dynamic int8 linears serve, about a seventh "
                        "fewer tokens/s; install a C compiler (apt-get install gcc) to build it", error)
         return None

@@ -223,8 +223,9 @@ def adapter_owned(model: nn.Module) -> set[int]:
 
 def quantize_int8(model: nn.Module, *, keep: Collection[str] = ()) -> nn.Module:
     """Every `nn.Linear` of `model` (but `adapter_owned` ones and those named in `keep`) as a dynamic int8 linear,
-    in place: ours (`dynamic_int8`: per-row activation and per-row weight scales, about 1.6x fbgemm's speed at 16
-    rows on an AVX2 EPYC) where it builds, else torch's (`quantize_int8_torch`).
+    in place: ours (`dynamic_int8`: per-row activation and per-row weight scales; on an AVX2 EPYC a 16-row step's
+    linears in 1.25 against fbgemm's 2.30 ms, a whole 16-user batch 1.15x faster) where it builds, else torch's
+    (`quantize_int8_torch`).
 
     In place: a copy would hold the float model twice while quantising. `lm_head` shares its weight with the
     embedding; its quantized copy only serves the output projection.
