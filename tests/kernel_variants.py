@@ -16,8 +16,8 @@ from sobesednik.inference.native import ISA_FLAGS
 NEEDS = {
     "avx2": {"avx2", "fma", "f16c"},
     "avx2-vnni": {"avx2", "fma", "f16c", "avx_vnni"},
-    "avx512": {"avx512f", "avx512bw", "avx512vl", "avx512dq"},
-    "avx512-vnni": {"avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_vnni"},
+    "avx512": {"avx512f", "avx512bw", "avx512vl", "avx512dq", "fma", "f16c"},
+    "avx512-vnni": {"avx512f", "avx512bw", "avx512vl", "avx512dq", "fma", "f16c", "avx512_vnni"},
 }
 FLAGS = _cpuinfo()[1]
 needs_compiler = pytest.mark.skipif(shutil.which("cc") is None, reason="needs a C compiler (cc) to build the kernel")

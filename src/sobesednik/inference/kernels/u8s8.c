@@ -102,7 +102,7 @@ static void quantize_row(const float *x, int64_t k, int64_t k4, uint8_t *codes, 
     __m256 lo_v = _mm256_set1_ps(lo), inv_v = _mm256_set1_ps(inverse), half = _mm256_set1_ps(0.5f);
     __m256 top = _mm256_set1_ps(LEVELS);
     for (t = 0; t + 8 <= k; t += 8) {
-        __m256 v = _mm256_fmadd_ps(_mm256_sub_ps(_mm256_loadu_ps(x + t), lo_v), inv_v, half);
+        __m256 v = _mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + t), lo_v), inv_v), half);
         __m256i q = _mm256_cvttps_epi32(_mm256_min_ps(v, top));
         __m128i q16 = _mm_packus_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1));
         _mm_storel_epi64((__m128i *)(codes + t), _mm_packus_epi16(q16, q16));
@@ -126,7 +126,7 @@ static void store_tile(__m256i acc[TILE_ROWS][2], int rows, const float *lo, con
         for (int h = 0; h < 2; h++) {
             int64_t c = first + 8 * h;
             __m256 value = _mm256_mul_ps(_mm256_cvtepi32_ps(acc[r][h]), _mm256_set1_ps(step[r]));
-            value = _mm256_fmadd_ps(_mm256_set1_ps(lo[r]), _mm256_loadu_ps(w_sum + c), value);
+            value = _mm256_add_ps(value, _mm256_mul_ps(_mm256_set1_ps(lo[r]), _mm256_loadu_ps(w_sum + c)));
             value = _mm256_mul_ps(value, _mm256_loadu_ps(scale + c));
             if (bias != NULL) value = _mm256_add_ps(value, _mm256_loadu_ps(bias + c));
             _mm256_storeu_ps(target + 8 * h, value);
