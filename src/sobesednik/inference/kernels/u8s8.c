@@ -1,13 +1,13 @@
 /* The dynamic int8 linear of the int8 serving path: out = x · Wᵀ with x quantised per row as it comes in.
  *
- * W is int8 with one float scale per output row, packed once (`int8_kernel.pack_u8s8`) as [n/8][k/4][8][4]:
+ * W is int8 with one float scale per output row, packed once (`dynamic_int8.DynamicInt8Linear`) as [n/8][k/4][8][4]:
  * 32 bytes hold four consecutive weights of eight output rows, so one vector multiply-add gives eight int32
  * dot-product lanes that need no horizontal sum. Each activation row is quantised to 0..127 over its own
  * [min, max] (7 bits: `vpmaddubsw` adds two u8 × s8 products into int16, and 2 · 127 · 127 still fits), and
  * out[r, c] = scale[c] · (step[r] · Σ q·w + min[r] · Σ w) + bias[c], the affine map undone exactly.
  *
  * Why our own: torch's dynamic int8 linear (fbgemm) ran all four linears of a GPT-2-medium layer for 16 rows in
- * 2.30 ms on two AVX2 EPYC cores, this kernel in 1.2 ms, and a 1,149-row prompt pass in 108 against about 82 ms
+ * 2.30 ms on two AVX2 EPYC cores, this kernel in 1.25 ms, and a 1,149-row prompt pass in 108 against 82 ms
  * (docs/benchmarks.md, "A dynamic int8 kernel of our own"); its scales are also finer (per activation row and
  * per weight row, where torch's are per tensor).
  *
@@ -22,7 +22,7 @@
 #include <immintrin.h>
 
 #if !defined(__AVX2__)
-#error "u8s8.c needs AVX2 (int8_kernel.py builds it only for CPUs with it)"
+#error "u8s8.c needs AVX2 (dynamic_int8.py builds it only for CPUs with it)"
 #endif
 
 #if defined(__AVX512VNNI__) && defined(__AVX512VL__)
