@@ -21,8 +21,7 @@ import logging
 
 import torch
 
-from sobesednik.hardware import probe
-from sobesednik.inference.native import KernelBuildError, load_library
+from sobesednik.inference.native import load_for_this_cpu
 
 logger = logging.getLogger(__name__)
 
@@ -84,14 +83,6 @@ class AttentionKernel:
 @functools.cache
 def load() -> AttentionKernel | None:
     """The kernel for this CPU, built once per process; None (with one log line) where it cannot be had."""
-    capabilities = probe()
-    if capabilities.int8_kernel_isa is None:  # the x86 classes with AVX2 are the ones our kernels are built for
-        logger.info("%s: no attention kernel for this CPU class; torch's attention serves", capabilities.describe())
-        return None
-    try:
-        return AttentionKernel(load_library("decode_attention.c", ISA))
-    except KernelBuildError as error:
-        logger.warning("attention kernel unavailable (%s): torch's attention serves decoding steps, a fifth to a "
-                       "third fewer tokens/s at 16 users; install a C compiler (apt-get install gcc) to build it",
-                       error)
-        return None
+    return load_for_this_cpu("decode_attention.c", lambda library, _: AttentionKernel(library), logger,
+                             what="attention kernel", serves="torch's attention serves decoding steps",
+                             cost="a fifth to a third fewer tokens/s at 16 users", isa=ISA)

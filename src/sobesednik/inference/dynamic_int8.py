@@ -24,8 +24,7 @@ import math
 import torch
 from torch import nn
 
-from sobesednik.hardware import probe
-from sobesednik.inference.native import KernelBuildError, load_library
+from sobesednik.inference.native import load_for_this_cpu, load_library
 
 logger = logging.getLogger(__name__)
 
@@ -108,14 +107,5 @@ def load_isa(isa: str) -> DynamicInt8Kernel:
 @functools.cache
 def load() -> DynamicInt8Kernel | None:
     """The kernel for this CPU, built once per process; None (with one log line) where it cannot be had."""
-    capabilities = probe()
-    isa = capabilities.int8_kernel_isa
-    if isa is None:
-        logger.info("%s: no dynamic int8 kernel for this CPU class; torch's serves", capabilities.describe())
-        return None
-    try:
-        return load_isa(isa)
-    except KernelBuildError as error:
-        logger.warning("dynamic int8 kernel unavailable (%s): torch's dynamic int8 linears serve, about a seventh "
-                       "fewer tokens/s; install a C compiler (apt-get install gcc) to build it", error)
-        return None
+    return load_for_this_cpu("u8s8.c", DynamicInt8Kernel, logger, what="dynamic int8 kernel",
+                             serves="torch's dynamic int8 linears serve", cost="about a seventh fewer tokens/s")

@@ -22,8 +22,7 @@ import logging
 
 import torch
 
-from sobesednik.hardware import probe
-from sobesednik.inference.native import KernelBuildError, load_library
+from sobesednik.inference.native import load_for_this_cpu, load_library
 
 logger = logging.getLogger(__name__)
 
@@ -71,15 +70,5 @@ def load_isa(isa: str) -> Int8Kernel:
 @functools.cache
 def load() -> Int8Kernel | None:
     """The kernel for this CPU, built once per process; None (with one log line) where it cannot be had."""
-    capabilities = probe()
-    isa = capabilities.int8_kernel_isa
-    if isa is None:
-        logger.info("%s: no int8 decoding kernel for this CPU class; torch's kernel serves",
-                    capabilities.describe())
-        return None
-    try:
-        return load_isa(isa)
-    except KernelBuildError as error:
-        logger.warning("int8 decoding kernel unavailable (%s): torch's kernel serves decoding steps, about a third "
-                       "slower at batch 1; install a C compiler (apt-get install gcc) to build it", error)
-        return None
+    return load_for_this_cpu("w8a16.c", Int8Kernel, logger, what="int8 decoding kernel",
+                             serves="torch's kernel serves decoding steps", cost="about a third slower at batch 1")

@@ -13,11 +13,18 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import logging
 import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
+
+from sobesednik.hardware import probe
+
+Kernel = TypeVar("Kernel")
 
 KERNELS = Path(__file__).with_name("kernels")
 # The -m flags per ISA variant; the C sources pick their instructions from the macros these define. Every
@@ -86,3 +93,22 @@ def load_library(source: str, isa: str) -> ctypes.CDLL:
         return ctypes.CDLL(str(build(source, isa)))
     except OSError as error:
         raise KernelBuildError(f"the built kernel did not load: {error}") from error
+
+
+def load_for_this_cpu(source: str, wrap: Callable[[ctypes.CDLL, str], Kernel], logger: logging.Logger, *,
+                      what: str, serves: str, cost: str, isa: str | None = None) -> Kernel | None:
+    """`wrap(library, isa)` of `kernels/<source>` built for this CPU (for `isa`, else the probe's
+    `int8_kernel_isa`), or None with one line in `logger`: the CPU class has no variant (info: `what`, then who
+    `serves`), or the build fails (a warning: `what` unavailable, the error, who `serves` and its `cost`, and
+    the fix)."""
+    capabilities = probe()
+    if capabilities.int8_kernel_isa is None:  # the x86 classes with AVX2 are the ones our kernels are built for
+        logger.info("%s: no %s for this CPU class; %s", capabilities.describe(), what, serves)
+        return None
+    isa = isa or capabilities.int8_kernel_isa
+    try:
+        return wrap(load_library(source, isa), isa)
+    except KernelBuildError as error:
+        logger.warning("%s unavailable (%s): %s, %s; install a C compiler (apt-get install gcc) to build it",
+                       what, error, serves, cost)
+        return None
