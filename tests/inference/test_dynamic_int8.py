@@ -66,15 +66,17 @@ def test_every_variant_follows_the_float_linear_within_7_bit_rounding(isa: str) 
 
 
 @needs_compiler
-def test_a_constant_row_and_no_bias() -> None:
+def test_a_constant_row_no_bias_and_no_rows() -> None:
     """A row with one value has no range to scale (step 0): it is its minimum times each row's weight sum."""
     kernel = _this_cpus_kernel()
     linear = _linear(33, 64, bias=False)
     hidden = torch.stack([torch.full((64,), -0.75), torch.randn(64)])
-    got = DynamicInt8Linear(linear, kernel)(hidden)
+    layer = DynamicInt8Linear(linear, kernel)
+    got = layer(hidden)
     expected = linear(hidden)
     torch.testing.assert_close(got[0], expected[0], rtol=0.01, atol=0.01)
     assert _relative_error(got[1], expected[1]) < 0.02
+    assert layer(torch.randn(0, 64)).shape == (0, 33)  # and no rows at all
 
 
 @needs_compiler

@@ -50,6 +50,8 @@ class DynamicInt8Kernel:
         hidden = hidden.contiguous()
         rows = hidden.shape[0]
         out = torch.empty(rows, layer.out_features, dtype=torch.float32)
+        if not rows:  # nothing to quantise: the C code's scratch would be empty
+            return out
         bias = None if layer.bias is None else layer.bias.data_ptr()
         failed = self._linear(hidden.data_ptr(), layer.weight.data_ptr(), layer.scale.data_ptr(),
                               layer.weight_sum.data_ptr(), bias, out.data_ptr(), rows, layer.out_features,
