@@ -12,7 +12,8 @@ into oneDNN's blocked format (`PackedLinear`), which a plain bf16 `nn.Linear` re
 linear layers ≈1.5× faster at batch 1 and 16), and with `quantize="auto"` each linear keeps a weight-only int8
 copy for decoding steps of a few users (`Int8StepsLinear`: half the bytes read per token, on our integer kernel,
 `int8_kernel`); GPT-2's `gelu_new`, five elementwise passes in Python, becomes `TanhGelu` (the same function, by
-the faster of two forms).
+the faster of two forms). On the int8 path the linears run on our dynamic int8 kernel (`dynamic_int8`) where it
+builds, on torch's elsewhere.
 
     model = optimize_model(model, dtype="bfloat16", quantize="none")
 """
