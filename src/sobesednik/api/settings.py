@@ -37,7 +37,7 @@ class ApiSettings(BaseSettings):
         "where the CPU/GPU computes it natively, else float32 (with int8 below); bf16 / fp16 / fp32 too."))
     quantize: Literal["auto", "none", "int8"] = Field("auto", description=(
         "auto: dynamic int8 linears on a CPU without native bf16, on our kernel where it builds (AVX2 EPYC Zen 3, "
-        "16 users: 3.0x float32's tokens/s, 10x a naive endpoint); "
+        "16 users: 3.0x float32's tokens/s, 9-10.4x a naive endpoint); "
         "where bf16 is packed for oneDNN, prompts on bf16 and decoding steps of 1-4 users on a weight-only int8 "
         "copy, by our int8 kernel (built with the C compiler at first start; AMX: a batch-1 reply 1.3-1.5 s against "
         "1.8-2.2 on torch's kernel); personas' LoRA weights stay float; none / int8 force it."))
