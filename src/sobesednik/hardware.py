@@ -179,14 +179,14 @@ def serving_path(dtype: str, quantize: str, *, device: str = "cpu") -> ServingPa
     `auto` picks what measured fastest at the quality bar (docs/benchmarks.md, greedy top-1 agreement with float32
     >= 0.95): native bf16 where the CPU or GPU has it; on a CPU without it, dynamic int8 (on our kernel where it
     builds, `dynamic_int8`; AVX2 EPYC Zen 3, 16 users: 95.7 tokens/s against 31.8 for float32), float32 where int8
-    has no engine. On an AVX512-BF16 EPYC without AMX,
-    bf16 and dynamic int8 are about as fast (195 and 189 tokens/s at 16 users, the decoding steps' attention on our
-    kernel), and int8 agreed 0.90 with float32 against bf16's 0.96: bf16 stays. Where bf16 is packed for oneDNN and
-    `quantize` is `auto`, decoding steps of up to 4 rows run on a weight-only int8 copy of the linears
-    (`int8_steps`, on our kernel where it builds): on an AMX Xeon all the linears of a 1-row step took 19-23 ms
-    against 36-55 ms on packed bf16 alone, at the same greedy agreement with float32 (docs/benchmarks.md, "An int8
-    decoding kernel of our own"). Personas' base layers take the same path as a plain model's (`optimize.py`). An
-    explicit bfloat16 on a CPU without oneDNN's bf16 linear runs plain, unpacked bf16 rather than fail.
+    has no engine. On an AVX512-BF16 EPYC without AMX, bf16 and dynamic int8 are about as fast (195 and 189
+    tokens/s at 16 users, the decoding steps' attention on our kernel), and int8 agreed 0.90 with float32 against
+    bf16's 0.96: bf16 stays. Where bf16 is packed for oneDNN and `quantize` is `auto`, decoding steps of up to 4
+    rows run on a weight-only int8 copy of the linears (`int8_steps`, on our kernel where it builds): on an AMX
+    Xeon all the linears of a 1-row step took 19-23 ms against 36-55 ms on packed bf16 alone, at the same greedy
+    agreement with float32 (docs/benchmarks.md, "An int8 decoding kernel of our own"). Personas' base layers take
+    the same path as a plain model's (`optimize.py`). An explicit bfloat16 on a CPU without oneDNN's bf16 linear
+    runs plain, unpacked bf16 rather than fail.
     """
     capabilities = probe()
     if device == "cuda":

@@ -24,6 +24,7 @@ import math
 import torch
 from torch import nn
 
+from sobesednik.inference.int8_kernel import quantize_rows
 from sobesednik.inference.native import load_for_this_cpu, load_library
 
 logger = logging.getLogger(__name__)
@@ -70,14 +71,11 @@ class DynamicInt8Linear(nn.Module):
         super().__init__()
         self.kernel = kernel
         self.in_features, self.out_features = linear.in_features, linear.out_features
-        weight = linear.weight.detach().float()
-        scale = torch.linalg.vector_norm(weight, ord=math.inf, dim=1).clamp(min=1e-12) / 127
+        codes, scale = quantize_rows(linear.weight.detach())
         outputs = math.ceil(self.out_features / TILE_COLS) * TILE_COLS
         depth = math.ceil(self.in_features / BLOCK_DEPTH) * BLOCK_DEPTH
-        codes = torch.zeros(outputs, depth, dtype=torch.int8)
-        for first in range(0, self.out_features, 256):  # a float copy of a slice at a time, not of the matrix
-            rows = slice(first, min(first + 256, self.out_features))
-            codes[rows, :self.in_features] = torch.div(weight[rows], scale[rows, None]).round_().clamp_(-127, 127)
+        # Zero rows and columns up to whole tiles: they add nothing to any sum.
+        codes = torch.nn.functional.pad(codes, (0, depth - self.in_features, 0, outputs - self.out_features))
         # [n, k] → [n/8, k/4, 8, 4]: 32 bytes hold four consecutive weights of eight output rows.
         packed = codes.view(outputs // BLOCK_ROWS, BLOCK_ROWS, depth // BLOCK_DEPTH, BLOCK_DEPTH)
         self.register_buffer("weight", packed.permute(0, 2, 1, 3).contiguous(), persistent=False)

@@ -19,12 +19,29 @@ from __future__ import annotations
 import ctypes
 import functools
 import logging
+import math
 
 import torch
 
 from sobesednik.inference.native import load_for_this_cpu, load_library
 
 logger = logging.getLogger(__name__)
+
+
+# Rows of a weight quantised at a time: the float copy of a slice, not of the whole matrix (ruDialoGPT's output
+# layer alone would be a 206 MB float copy while the model loads).
+_QUANTIZE_ROWS = 256
+
+
+def quantize_rows(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """`weight [n, k]` as int8 codes in -127..127 with one float32 scale per row (its largest magnitude / 127),
+    the layout both our int8 kernels take."""
+    scale = torch.linalg.vector_norm(weight, ord=math.inf, dim=1).float().clamp(min=1e-12) / 127
+    codes = torch.empty(weight.shape, dtype=torch.int8)
+    for first in range(0, weight.shape[0], _QUANTIZE_ROWS):
+        rows = slice(first, first + _QUANTIZE_ROWS)
+        codes[rows] = torch.div(weight[rows].float(), scale[rows, None]).round_().clamp_(-127, 127)
+    return codes, scale
 
 
 class Int8Kernel:

@@ -42,9 +42,6 @@ QUANTIZE = ("auto", "none", "int8")
 # at 1 row, 19-21 / 38-51 at 2, 26-37 / 57-64 at 4, 50-64 / 52-66 at 8 (docs/benchmarks.md, "An int8 decoding
 # kernel of our own"); prompt passes have more rows.
 INT8_MAX_ROWS = 4
-# Rows of a weight quantised at a time: the float copy of a slice, not of the whole matrix (ruDialoGPT's output
-# layer alone would be a 206 MB float copy while the model loads).
-_QUANTIZE_ROWS = 256
 
 
 def _replace_modules(model: nn.Module, replacement: Callable[[nn.Module], nn.Module | None]) -> int:
@@ -108,12 +105,7 @@ class WeightOnlyInt8(nn.Module):
         super().__init__()
         self.in_features, self.out_features = linear.in_features, linear.out_features
         self.on_kernel = int8_kernel.load() is not None
-        weight = linear.weight.detach()
-        scale = torch.linalg.vector_norm(weight, ord=math.inf, dim=1).float().clamp(min=1e-12) / 127
-        int8 = torch.empty(weight.shape, dtype=torch.int8)
-        for first in range(0, weight.shape[0], _QUANTIZE_ROWS):
-            rows = slice(first, first + _QUANTIZE_ROWS)
-            int8[rows] = torch.div(weight[rows].float(), scale[rows, None]).round_().clamp_(-127, 127)
+        int8, scale = int8_kernel.quantize_rows(linear.weight.detach())
         self.register_buffer("weight", int8, persistent=False)
         # Our kernel takes the scale and bias in float32; torch's in the activations' dtype.
         dtype = torch.float32 if self.on_kernel else linear.weight.dtype
@@ -235,10 +227,9 @@ def quantize_int8(model: nn.Module, *, keep: Collection[str] = ()) -> nn.Module:
     if kernel is None:
         return quantize_int8_torch(model, keep=keep)
     names = _int8_candidates(model, keep)
-    for parent_name, parent in list(model.named_modules()):
-        for name, child in list(parent.named_children()):
-            if f"{parent_name}.{name}".lstrip(".") in names:
-                setattr(parent, name, dynamic_int8.DynamicInt8Linear(child, kernel))
+    targets = {id(module) for name, module in model.named_modules() if name in names}
+    _replace_modules(model, lambda child: dynamic_int8.DynamicInt8Linear(child, kernel) if id(child) in targets
+                     else None)
     return model
 
 
